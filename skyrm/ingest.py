@@ -5,6 +5,10 @@ transactions (content-hash ids make re-imports no-ops) and quarantines bad rows
 with file, line, field and reason. Progress is checkpointed per batch in the
 ``steps`` table inside the same transaction as the pairs, so an interrupted
 import resumes where it stopped and a finished one is not read again.
+
+Large files are read, validated and hashed by a child process while the
+previous batch is written (``skyrm.import_reader``); small files are read
+in-process, where starting an interpreter costs more than it saves.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 from skyrm.errors import InputError
 from skyrm.formats import SHAPE_TO_FORMAT, SHAPES, PairWriter, default_source, pair_to_row, read_pairs
 from skyrm.records import Label, content_hash
+from skyrm.import_reader import read_batches, read_batches_in_child
 from skyrm.store import Store
 
 IMPORT_AS = ("pool", "gold", "silver")
@@ -25,6 +30,8 @@ IMPORT_AS = ("pool", "gold", "silver")
 # over the B-tree; larger batches rewrite each page less often (measured: 10k rows wrote
 # 2.7 GB for 300k pairs where 2k rows wrote 7.2 GB). Memory stays constant either way.
 BATCH_ROWS = 10_000
+# Files at least this large are read by a child process (see the module docstring).
+READER_PROCESS_MIN_BYTES = 16 * 1024 * 1024
 Progress = Callable[[int, "int | None", str], None]
 
 
@@ -70,8 +77,11 @@ def validate_file(path: str | os.PathLike[str], *, fmt: str = "auto", source: st
 
 def import_file(store: Store, path: str | os.PathLike[str], *, fmt: str = "auto", source: str | None = None,
                 as_: str = "pool", strict: bool = False, batch_rows: int = BATCH_ROWS,
-                progress: Progress | None = None) -> ImportSummary:
-    """Import one file; see the module docstring for the guarantees."""
+                progress: Progress | None = None, parallel: bool | None = None) -> ImportSummary:
+    """Import one file; see the module docstring for the guarantees.
+
+    ``parallel`` forces the child-process reader on or off (default: by file size).
+    """
     if as_ not in IMPORT_AS:
         raise InputError(f"--as must be one of {', '.join(IMPORT_AS)}, got '{as_}'")
     file = Path(path)
@@ -88,13 +98,13 @@ def import_file(store: Store, path: str | os.PathLike[str], *, fmt: str = "auto"
         validate_file(file, fmt=fmt, source=source_name)
     start_line = int(state["detail"].get("line", 0)) if state else 0
 
-    pairs, bad, labels, keys = [], [], [], []
+    rows, bad, labels, keys = [], [], [], []
     last_line = start_line
 
     def flush() -> None:
-        nonlocal pairs, bad, labels, keys
+        nonlocal rows, bad, labels, keys
         with store.transaction():
-            new, seen = store.add_pairs(pairs)
+            new, seen = store.add_pair_rows(rows)
             summary.pairs_new += new
             summary.pairs_seen += seen
             if bad:
@@ -102,27 +112,26 @@ def import_file(store: Store, path: str | os.PathLike[str], *, fmt: str = "auto"
             if labels:
                 summary.labels += store.add_labels(labels, dedup_keys=keys)
             store.set_step(step, "running", {"line": last_line, "path": str(file)})
-        pairs, bad, labels, keys = [], [], [], []
+        rows, bad, labels, keys = [], [], [], []
 
-    rows_in_batch = 0
-    for result in read_pairs(file, fmt=fmt, source=source_name, start_line=start_line):
-        summary.rows += 1
-        rows_in_batch += 1
-        last_line = result.line
-        if result.bad is not None:
-            summary.bad_rows += 1
-            summary.reasons[result.bad.reason] = summary.reasons.get(result.bad.reason, 0) + 1
-            bad.append({"source": source_name, "path": str(file.resolve()), "line": result.line,
-                        "field": result.bad.field, "reason": result.bad.reason, "raw": result.bad.raw})
-        for pair in result.pairs:
-            pairs.append(pair)
-            made = _label_for(pair.id, as_, source_name)
-            if made:
-                labels.append(made[0])
-                keys.append(made[1])
-        if rows_in_batch >= batch_rows:
+    in_process = file.stat().st_size < READER_PROCESS_MIN_BYTES if parallel is None else not parallel
+    reader = read_batches if in_process else read_batches_in_child
+    for batch in reader(file, fmt, source_name, start_line, batch_rows):
+        for line, pair_rows, bad_row in batch:
+            summary.rows += 1
+            last_line = line
+            if bad_row is not None:
+                summary.bad_rows += 1
+                summary.reasons[bad_row["reason"]] = summary.reasons.get(bad_row["reason"], 0) + 1
+                bad.append(bad_row)
+            for row in pair_rows:
+                rows.append(row)
+                made = _label_for(row[0], as_, source_name)
+                if made:
+                    labels.append(made[0])
+                    keys.append(made[1])
+        if len(batch) == batch_rows:
             flush()
-            rows_in_batch = 0
             if progress:
                 progress(summary.rows, None, f"{summary.pairs_new} new")
     flush()

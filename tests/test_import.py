@@ -9,10 +9,11 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from skyrm.errors import InputError
+from skyrm.errors import InputError, SkyrmError
 from skyrm.ingest import BATCH_ROWS, export_pairs, import_file, import_files
 from skyrm.records import Label
 
@@ -41,7 +42,8 @@ def test_same_pair_from_two_sources_stored_once(store, tmp_path):
     assert store.count_pairs("beta") == 1
 
 
-def test_mixed_file_stores_good_rows_and_quarantines_bad(store, tmp_path):
+@pytest.mark.parametrize("parallel", [False, True], ids=["in-process", "reader-process"])
+def test_mixed_file_stores_good_rows_and_quarantines_bad(store, tmp_path, parallel):
     rows: list[str] = []
     for i in range(120):
         if i % 6 == 5:  # 20 bad rows of four kinds
@@ -54,7 +56,7 @@ def test_mixed_file_stores_good_rows_and_quarantines_bad(store, tmp_path):
             rows.append(json.dumps({"prompt": f"q{i}", "chosen": f"good {i}", "rejected": f"bad {i}"}))
     path = tmp_path / "mixed.jsonl"
     path.write_text("\n".join(rows) + "\n")
-    summary = import_file(store, path)
+    summary = import_file(store, path, parallel=parallel, batch_rows=50)
     assert (summary.pairs_new, summary.bad_rows) == (100, 20)
     quarantined = store.quarantined()
     assert len(quarantined) == 20
@@ -65,9 +67,18 @@ def test_mixed_file_stores_good_rows_and_quarantines_bad(store, tmp_path):
     assert json.loads(first["raw"]) == {"prompt": "q5", "chosen": "a5"}
     # importing the same file again, even forcing a re-read, quarantines nothing twice
     store.set_step(next(iter(store.db["steps"].rows))["name"], "running", {"line": 0})
-    again = import_file(store, path)
+    again = import_file(store, path, parallel=parallel)
     assert (again.rows, again.pairs_new, again.pairs_seen) == (120, 0, 100)
     assert len(store.quarantined()) == 20
+
+
+def test_reader_process_reports_an_unreadable_file_in_one_line(store, tmp_path):
+    path = tmp_path / "broken.jsonl.gz"
+    path.write_bytes(b"this is not gzip data")
+    with pytest.raises(SkyrmError) as error:
+        import_file(store, path, parallel=True)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+    assert store.count_pairs() == 0
 
 
 def test_strict_stores_nothing_and_names_file_line_field(store, tmp_path):
@@ -137,12 +148,16 @@ def test_real_files_expected_counts_and_second_run_adds_nothing(store, shared_da
 
 @pytest.mark.slow
 def test_kill_9_mid_import_then_resume(tmp_path):
+    from skyrm.ingest import READER_PROCESS_MIN_BYTES
+
     n = 60_000
     path = tmp_path / "big.jsonl"
+    padding = "so " * 100
     with open(path, "w") as handle:
         for i in range(n):
-            handle.write(json.dumps({"prompt": f"question number {i}", "chosen": f"a good answer {i}",
+            handle.write(json.dumps({"prompt": f"question number {i}", "chosen": f"a good answer {i} {padding}",
                                      "rejected": f"a bad answer {i}"}) + "\n")
+    assert path.stat().st_size >= READER_PROCESS_MIN_BYTES  # the child-process reader is what gets killed
     db = tmp_path / "kill.db"
     env = {**os.environ, "SKYRM_DB": str(db)}
     proc = subprocess.Popen([sys.executable, "-m", "skyrm", "import", str(path), "--json"], env=env,
@@ -161,6 +176,7 @@ def test_kill_9_mid_import_then_resume(tmp_path):
     assert proc.poll() is None, "the import finished before it could be killed; make the file larger"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    _assert_no_reader_left(path)
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         partial = conn.execute("SELECT COUNT(*) FROM pairs").fetchone()[0]
@@ -174,6 +190,24 @@ def test_kill_9_mid_import_then_resume(tmp_path):
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM pairs").fetchone()[0] == n
         assert conn.execute("SELECT COUNT(*) FROM pair_sources").fetchone()[0] == n
+
+
+def _assert_no_reader_left(path, wait_s: float = 10.0) -> None:
+    """The import's reader child exits once its parent is gone (no orphan left running)."""
+    deadline = time.time() + wait_s
+    while True:
+        readers = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                text = cmdline.read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if "skyrm.import_reader" in text and str(path) in text:
+                readers.append(cmdline.parent.name)
+        if not readers or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    assert not readers, f"reader processes still running: {readers}"
 
 
 def test_directory_expands_to_its_data_files(store, test_data, tmp_path):

@@ -4,17 +4,26 @@ Both trainers get the same pairs from HH-RLHF harmless (split by prompt into
 train and held-out), rendered and tokenised once by skyrm (pairs that would
 need truncation are left out, so both see identical token ids: TRL drops
 over-long pairs where skyrm truncates history), the same backbone loaded the
-same way (one label, dropout off, sdpa, seeded head), the same learning rate,
-schedule, batch size, precision (fp32 here: bf16 is emulated on this CPU) and
-one epoch. TRL runs with gradient checkpointing off (its default is on) so the
-comparison is of the loops, not of a memory trade-off. Each trainer runs in its
-own process (peak RSS is per process); held-out accuracy is computed for both
-with the same function on the same ids. Target: skyrm >= 2x TRL's pairs/s
-with held-out accuracy within 1 point. The scoring table of bench_score.py
-follows (target >= 3x).
+same way (one label, sdpa, seeded head), the same learning rate, batch size
+and one epoch. TRL runs twice:
+
+- ``trl`` -- RewardConfig's defaults for everything not named above, as a user
+  gets it (``use_cpu=True`` is required on a machine without a GPU). TRL
+  defaults to bf16 autocast and gradient checkpointing; skyrm's ``auto``
+  precision measures its way to fp32 on CPUs without native bf16 (emulated bf16
+  runs ~4x slower there) and checkpoints only when asked.
+- ``trl-matched`` -- TRL given skyrm's choices (fp32, no gradient checkpointing,
+  dropout off, the same warm-up and linear schedule), so the remaining
+  difference is the loop itself (length-grouped batches, one forward per pair).
+
+Each trainer runs in its own process (peak RSS is per process); held-out
+accuracy is computed for all with the same function on the same ids. Target:
+skyrm >= 2x TRL's pairs/s with held-out accuracy within 1 point. The scoring
+table of bench_score.py follows (target >= 3x).
 
     python benchmarks/bench_train.py [--pairs 512] [--eval-pairs 128] [--backbone minilm --backbone smollm2]
                                      [--method full --method lora] [--max-length 256] [--json out.json]
+                                     [--trl defaults --trl matched]
 """
 
 from __future__ import annotations
@@ -92,7 +101,7 @@ def worker_skyrm(data: dict[str, Any], method: str, batch_size: int, seed: int) 
             "accuracy": result["final_accuracy"], "steps": result["steps"]}
 
 
-def worker_trl(data: dict[str, Any], method: str, batch_size: int, seed: int) -> dict[str, Any]:
+def worker_trl(data: dict[str, Any], method: str, batch_size: int, seed: int, config: str) -> dict[str, Any]:
     import torch
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
@@ -118,13 +127,15 @@ def worker_trl(data: dict[str, Any], method: str, batch_size: int, seed: int) ->
     train = Dataset.from_dict({"chosen_ids": [x["ids"][0] for x in data["train"]],
                                "rejected_ids": [x["ids"][1] for x in data["train"]]})
     with tempfile.TemporaryDirectory() as tmp:
-        args = RewardConfig(output_dir=tmp, per_device_train_batch_size=batch_size, num_train_epochs=1,
-                            learning_rate=LR[method], lr_scheduler_type="linear",
-                            warmup_steps=int(round(0.05 * -(-len(data["train"]) // batch_size))),  # = skyrm's
-                            max_grad_norm=1.0, logging_steps=10**6, save_strategy="no", eval_strategy="no",
-                            report_to=[], bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=True,
-                            dataloader_num_workers=0, max_length=None, disable_dropout=True, seed=seed,
-                            data_seed=seed)
+        common = dict(output_dir=tmp, use_cpu=True, per_device_train_batch_size=batch_size, num_train_epochs=1,
+                      learning_rate=LR[method], max_length=None, logging_steps=10**6, save_strategy="no",
+                      eval_strategy="no", report_to=[], seed=seed, data_seed=seed)
+        if config == "matched":
+            common.update(lr_scheduler_type="linear", max_grad_norm=1.0,
+                          warmup_steps=int(round(0.05 * -(-len(data["train"]) // batch_size))),  # = skyrm's
+                          bf16=False, fp16=False, gradient_checkpointing=False, dataloader_num_workers=0,
+                          disable_dropout=True)
+        args = RewardConfig(**common)
         trainer = RewardTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
                                 peft_config=peft_config)
         began = time.perf_counter()
@@ -137,7 +148,9 @@ def worker_trl(data: dict[str, Any], method: str, batch_size: int, seed: int) ->
     metrics = evaluate(reader, [tuple(x["ids"]) for x in data["eval"]], tokenizer.pad_token_id, "right",
                        batch_size * 2, "cpu", None, Runtime())
     return {"pairs": len(data["train"]), "train_seconds": round(train_seconds, 2), "wall_seconds": round(wall, 2),
-            "accuracy": metrics["accuracy"], "steps": output.global_step}
+            "accuracy": metrics["accuracy"], "steps": output.global_step,
+            "settings": {"bf16": args.bf16, "gradient_checkpointing": args.gradient_checkpointing,
+                         "disable_dropout": args.disable_dropout, "lr_scheduler": str(args.lr_scheduler_type)}}
 
 
 def worker(kind: str, data_path: Path, method: str, batch_size: int, seed: int) -> None:
@@ -145,7 +158,10 @@ def worker(kind: str, data_path: Path, method: str, batch_size: int, seed: int) 
 
     torch.manual_seed(seed)
     data = json.loads(data_path.read_text())
-    result = (worker_skyrm if kind == "skyrm" else worker_trl)(data, method, batch_size, seed)
+    if kind == "skyrm":
+        result = worker_skyrm(data, method, batch_size, seed)
+    else:
+        result = worker_trl(data, method, batch_size, seed, "matched" if kind == "trl-matched" else "defaults")
     tokens = sum(len(c) + len(r) for c, r in (x["ids"] for x in data["train"]))
     result.update(kind=kind, method=method, backbone=data["backbone"],
                   pairs_per_s=round(result["pairs"] / result["train_seconds"], 3),
@@ -166,14 +182,18 @@ def run_worker(kind: str, data_path: Path, method: str, batch_size: int, seed: i
 
 
 # -------------------------------------------------------------- report
+TRL_KINDS = {"defaults": "trl", "matched": "trl-matched"}
+
+
 def train_table(rows: list[dict[str, Any]]) -> Table:
     out = Table("backbone", "method", "trainer", "pairs", "pairs/s", "tokens/s", "peak RSS MB", "held-out acc",
-                "speed ratio", "acc Δ (pts)", title="Training: skyrm train vs TRL RewardTrainer")
+                "skyrm speed ratio", "skyrm acc Δ (pts)", title="Training: skyrm train vs TRL RewardTrainer "
+                "(trl: TRL's defaults; trl-matched: TRL with skyrm's precision, schedule and no checkpointing)")
     for row in rows:
-        for kind in ("skyrm", "trl"):
+        for kind in ["skyrm", *row["peers"]]:
             r = row[kind]
-            ratio = f"{row['speedup']:.2f}x" if kind == "skyrm" else ""
-            delta = f"{row['accuracy_delta_points']:+.1f}" if kind == "skyrm" else ""
+            ratio = f"{row[f'speedup_vs_{kind}']:.2f}x" if kind != "skyrm" else ""
+            delta = f"{row[f'accuracy_delta_points_vs_{kind}']:+.1f}" if kind != "skyrm" else ""
             out.add_row(row["backbone"], row["method"], kind, str(r["pairs"]), f"{r['pairs_per_s']:.2f}",
                         f"{r['tokens_per_s']:.0f}", f"{r['peak_rss_mb']:.0f}", f"{r['accuracy']:.3f}", ratio, delta)
     return out
@@ -190,7 +210,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--score-pairs", type=int, default=256, help="pairs for the scoring table (0: skip it)")
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--worker", choices=["skyrm", "trl"], help=argparse.SUPPRESS)
+    parser.add_argument("--trl", action="append", choices=["defaults", "matched"],
+                        help="TRL configurations to run (default: both)")
+    parser.add_argument("--worker", choices=["skyrm", "trl", "trl-matched"], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -207,14 +229,17 @@ def main() -> None:
             console.print(f"{backbone}: {info['train']} train / {info['eval']} held-out pairs, "
                           f"mean {info['mean_tokens']:.0f} tokens per sequence")
             for method in args.method or ["full", "lora"]:
-                result = {k: run_worker(k, data_path, method, args.batch_size, args.seed) for k in ("skyrm", "trl")}
-                row = {"backbone": backbone, "method": method, **result, **info,
-                       "speedup": round(result["skyrm"]["pairs_per_s"] / result["trl"]["pairs_per_s"], 2),
-                       "accuracy_delta_points": round(100 * (result["skyrm"]["accuracy"] -
-                                                             result["trl"]["accuracy"]), 1)}
+                kinds = ["skyrm"] + [TRL_KINDS[c] for c in (args.trl or ["defaults", "matched"])]
+                result = {k: run_worker(k, data_path, method, args.batch_size, args.seed) for k in kinds}
+                row = {"backbone": backbone, "method": method, "peers": kinds[1:], **result, **info}
+                for peer in kinds[1:]:
+                    row[f"speedup_vs_{peer}"] = round(result["skyrm"]["pairs_per_s"] / result[peer]["pairs_per_s"], 2)
+                    row[f"accuracy_delta_points_vs_{peer}"] = round(
+                        100 * (result["skyrm"]["accuracy"] - result[peer]["accuracy"]), 1)
                 rows.append(row)
-                console.print(f"  {method}: skyrm {result['skyrm']['pairs_per_s']:.2f} pairs/s, "
-                              f"TRL {result['trl']['pairs_per_s']:.2f} pairs/s ({row['speedup']:.2f}x)")
+                console.print(f"  {method}: skyrm {result['skyrm']['pairs_per_s']:.2f} pairs/s; " + ", ".join(
+                    f"{peer} {result[peer]['pairs_per_s']:.2f} pairs/s ({row[f'speedup_vs_{peer}']:.2f}x)"
+                    for peer in kinds[1:]))
     console.print(train_table(rows))
     score_rows = []
     if args.score_pairs:

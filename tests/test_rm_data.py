@@ -130,3 +130,22 @@ def test_pad_batch_left_and_right():
     assert ids.tolist() == [[1, 2, 3], [4, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
     ids, mask = pad_batch([[1, 2, 3], [4]], 0, side="left")
     assert ids.tolist() == [[1, 2, 3], [0, 0, 4]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+
+
+def test_shared_prefix_layout_positions_and_mask():
+    from skyrm.rm.data import pack_pairs, packed_length, shared_prefix_length
+
+    chosen, rejected = [1, 2, 3, 4, 5], [1, 2, 3, 9]
+    assert shared_prefix_length(chosen, rejected) == 3
+    assert shared_prefix_length([1, 2], [1, 2, 3]) == 1  # each side keeps a token of its own
+    assert packed_length(chosen, rejected) == 3 + 2 + 1
+    batch = pack_pairs([(chosen, rejected), ([7, 8], [7, 6])], pad_id=0)
+    assert batch.input_ids.tolist() == [[1, 2, 3, 4, 5, 9], [7, 8, 6, 0, 0, 0]]
+    assert batch.position_ids.tolist() == [[0, 1, 2, 3, 4, 3], [0, 1, 1, 0, 0, 0]]
+    assert batch.chosen_at.tolist() == [4, 1] and batch.rejected_at.tolist() == [5, 2]
+    assert batch.tokens == 6 + 3
+    mask = batch.attention_mask[0, 0].int().tolist()
+    assert mask[5] == [1, 1, 1, 0, 0, 1]  # the rejected end sees the history and itself, not the chosen end
+    assert mask[4] == [1, 1, 1, 1, 1, 0]  # the chosen end is causal as usual
+    pad_rows = batch.attention_mask[1, 0, 3:].int().tolist()
+    assert pad_rows == [[0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 0, 1]]  # padding sees only itself

@@ -216,3 +216,45 @@ def test_attention_choice():
     from skyrm.rm.model import choose_attention
 
     assert choose_attention("cpu") == "sdpa"
+
+
+@pytest.mark.parametrize("pad_is_eos", [False, True])
+def test_shared_prefix_rows_give_the_unpacked_rewards(tmp_path, pad_is_eos):
+    from skyrm.rm.data import Renderer, encode_pairs, pack_pairs, pad_batch
+    from skyrm.rm.loss import bt_loss
+    from skyrm.rm.model import ModelSource, RewardReader, load_classifier, load_tokenizer
+    from test_rm_tiny import synthetic_pairs
+
+    source = ModelSource(str(tiny_decoder(tmp_path / "dec", pad_is_eos=pad_is_eos)))
+    tokenizer = load_tokenizer(source)
+    model, _ = load_classifier(source, tokenizer, device="cpu")
+    model.eval()
+    pairs = [(p.prompt, p.chosen, p.rejected) for p in synthetic_pairs(12)]
+    encoded, _ = encode_pairs(Renderer.for_tokenizer(tokenizer, 128), pairs)
+    reader = RewardReader(model)
+    assert reader.per_position
+    ids, mask = pad_batch([c for c, _ in encoded] + [r for _, r in encoded], tokenizer.pad_token_id,
+                          side=tokenizer.padding_side or "right")
+    separate = reader(ids, mask)
+    bt_loss(separate[:len(encoded)], separate[len(encoded):]).backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    chosen, rejected = reader.packed(pack_pairs(encoded, tokenizer.pad_token_id))
+    bt_loss(chosen, rejected).backward()
+    assert torch.allclose(torch.cat([chosen, rejected]), separate, atol=1e-5)
+    for name, param in model.named_parameters():  # and the same gradients: training is unchanged
+        assert torch.allclose(param.grad, grads[name], atol=1e-5), name
+
+
+def test_shared_prefix_is_used_for_decoders_only_and_can_be_turned_off(tmp_path):
+    store = make_store(tmp_path / "s.db")
+    # lr 0: the weights stay put, so both layouts must evaluate to the same loss and accuracy
+    on = train(store, tiny_decoder(tmp_path / "dec"), tmp_path / "on", method="full", lr=0.0)
+    assert on["shared_prefix"].startswith("on (checked")
+    off = train(store, tiny_decoder(tmp_path / "dec"), tmp_path / "off", method="full", lr=0.0, shared_prefix="off")
+    assert off["shared_prefix"] == "off (asked)"
+    assert on["history"][-1]["eval_accuracy"] == off["history"][-1]["eval_accuracy"]
+    assert abs(on["history"][-1]["eval_loss"] - off["history"][-1]["eval_loss"]) < 1e-5
+    assert on["train_pairs"] == off["train_pairs"]
+    encoder = train(store, tiny_encoder(tmp_path / "enc"), tmp_path / "enc-run", method="full")
+    assert encoder["shared_prefix"].startswith("off (encoder")

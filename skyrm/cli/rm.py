@@ -41,6 +41,9 @@ def train(
     precision: Annotated[Optional[str], typer.Option(help="auto, bf16 or fp32.")] = None,
     gradient_checkpointing: Annotated[Optional[bool], typer.Option(
         "--gradient-checkpointing/--no-gradient-checkpointing", help="Trade compute for memory.")] = None,
+    shared_prefix: Annotated[Optional[str], typer.Option(
+        help="auto: decoders run each pair as one row with the history once (checked on real pairs "
+             "first); off: chosen and rejected as two rows.")] = None,
     lora_r: Annotated[Optional[int], typer.Option(help="LoRA rank.")] = None,
     lora_alpha: Annotated[Optional[int], typer.Option(help="LoRA alpha.")] = None,
     margin: Annotated[Optional[float], typer.Option(help="BT margin m in -log σ(r_w - r_l - m).")] = None,
@@ -66,7 +69,8 @@ def train(
     settings = dict(base=base, method=method, pool=pool, eval_pool=eval_pool, holdout=holdout,
                     out=str(out) if out else None, max_length=max_length, epochs=epochs, steps=steps, lr=lr,
                     batch_size=batch_size, grad_accum=grad_accum, eval_every=eval_every, save_every=save_every,
-                    precision=precision, gradient_checkpointing=gradient_checkpointing, lora_r=lora_r,
+                    precision=precision, gradient_checkpointing=gradient_checkpointing,
+                    shared_prefix=shared_prefix, lora_r=lora_r,
                     lora_alpha=lora_alpha, margin=margin, center_coef=center_coef, max_pairs=max_pairs,
                     max_eval_pairs=max_eval_pairs, head_epochs=head_epochs,
                     seed=seed, device=device, resume=resume or None)
@@ -82,7 +86,7 @@ def train(
         return
     table = Table("metric", "value")
     for key in ("out", "run_id", "method", "train_pairs", "eval_pairs", "eval_source", "steps", "best_step",
-                "best_accuracy", "final_accuracy", "seconds", "pairs_per_s", "tokens_per_s", "precision",
+                "best_accuracy", "final_accuracy", "seconds", "pairs_per_s", "tokens_per_s", "precision", "shared_prefix",
                 "world_size", "peak_rss_mb", "resumed_from"):
         if key in result and result[key] is not None:
             value = result[key]

@@ -54,6 +54,7 @@ class TrainConfig:
     save_every: int | None = None  # steps between resumable checkpoints (default: eval_every)
     precision: str = "auto"      # auto (bf16 autocast on CUDA/CPUs that support it), bf16, fp32
     gradient_checkpointing: bool = False
+    shared_prefix: str = "auto"  # auto: decoders run each pair as one row, history once (checked); off
     rendering: str = "auto"      # auto (chat template if any), template, plain
     seed: int = 0
     device: str | None = None
@@ -70,6 +71,8 @@ class TrainConfig:
             raise ConfigError(f"--schedule must be linear or constant, got '{self.schedule}'")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ConfigError(f"--precision must be auto, bf16 or fp32, got '{self.precision}'")
+        if self.shared_prefix not in ("auto", "off"):
+            raise ConfigError(f"--shared-prefix must be auto or off, got '{self.shared_prefix}'")
         if self.rendering not in ("auto", "template", "plain"):
             raise ConfigError(f"--rendering must be auto, template or plain, got '{self.rendering}'")
         for name in ("batch_size", "grad_accum", "max_length", "lora_r", "head_batch_size", "head_epochs"):

@@ -36,6 +36,8 @@ from skyrm.errors import ModelError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from skyrm.rm.data import PackedPairs
+
 HEAD_NAMES = ("score", "classifier", "v_head")
 
 # Short names of models the project can load with no network (ASSETS.md).
@@ -391,3 +393,22 @@ class RewardReader:
             index = last_real_index(attention_mask).to(out.device)
             return out[torch.arange(out.shape[0], device=out.device), index]
         return out.reshape(out.shape[0], -1)[:, 0]
+
+    @property
+    def per_position(self) -> bool:
+        """True for decoders, whose head scores every position (what shared-prefix packing needs)."""
+        return head_name(unwrap(self.model)) == "score" and self.position_ids
+
+    def packed(self, batch: "PackedPairs") -> tuple["torch.Tensor", "torch.Tensor"]:
+        """(chosen, rejected) rewards of a ``pack_pairs`` batch: one forward, the history run once."""
+        import torch
+
+        self._out = None
+        self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids)
+        out = self._out
+        self._out = None
+        if out is None or out.dim() != 3:
+            raise ModelError("shared-prefix packing needs a decoder head that scores every position")
+        out = out.float()[..., 0]
+        rows = torch.arange(out.shape[0], device=out.device)
+        return out[rows, batch.chosen_at], out[rows, batch.rejected_at]

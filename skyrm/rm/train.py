@@ -13,7 +13,10 @@ loads the backbone (model.py) for the method:
 
 Each micro-batch puts chosen and rejected sequences through one forward,
 batches are grouped by length with dynamic padding, dropout is off, bf16
-autocast is used where it helps. Evaluation accuracy on the eval pool every
+autocast is used where it helps. Decoders run each pair as one shared-prefix
+row (data.py: the history once, both responses after it), after a check on
+real pairs that this gives the unpacked rewards; encoders, and any model that
+fails the check, run chosen and rejected as two padded rows. Evaluation accuracy on the eval pool every
 ``eval_every`` steps decides the ``best`` checkpoint; ``last`` (with optimizer
 state) is saved every ``save_every`` steps so ``resume`` continues a killed
 run exactly. Under ``accelerate launch`` (or torchrun) the same function runs
@@ -43,7 +46,7 @@ from skyrm.errors import ConfigError, ModelError
 from skyrm.records import Pair, content_hash
 from skyrm.rm.checkpoint import META, read_meta, save_checkpoint, write_json
 from skyrm.rm.config import TrainConfig
-from skyrm.rm.data import Renderer, encode_pairs, length_grouped_batches, pad_batch
+from skyrm.rm.data import Renderer, encode_pairs, length_grouped_batches, pack_pairs, packed_length, pad_batch
 from skyrm.rm.loss import bt_loss
 from skyrm.rm.model import (ModelSource, RewardReader, default_device, head_modules, load_classifier,
                             load_tokenizer, resolve_model, unwrap)
@@ -324,12 +327,67 @@ def _lr_lambda(config: TrainConfig, total: int) -> Callable[[int], float]:
     return factor
 
 
+def pair_lengths(encoded: list[tuple[list[int], list[int]]], packed: bool) -> list[int]:
+    """What each pair costs in a batch: its packed row, or the longer of its two rows."""
+    return [packed_length(c, r) if packed else max(len(c), len(r)) for c, r in encoded]
+
+
+def pair_rewards(reader: RewardReader, pairs: list[tuple[list[int], list[int]]], pad_id: int, side: str,
+                 device: str, packed: bool) -> tuple[Any, Any, int]:
+    """(chosen rewards, rejected rewards, real tokens) of a batch of pairs, in one forward."""
+    if packed:
+        batch = pack_pairs(pairs, pad_id)
+        chosen, rejected = reader.packed(batch.to(device))
+        return chosen, rejected, batch.tokens
+    ids, mask = pad_batch([c for c, _ in pairs] + [r for _, r in pairs], pad_id, side=side)
+    rewards = reader(ids.to(device), mask.to(device))
+    return rewards[:len(pairs)], rewards[len(pairs):], int(mask.sum())
+
+
+def use_shared_prefix(config: TrainConfig, reader: RewardReader, pairs: list[tuple[list[int], list[int]]],
+                      pad_id: int, side: str, device: str, amp: Any) -> tuple[bool, str]:
+    """Whether to pack pairs: decoders only, and only if packed rewards match unpacked ones here.
+
+    The check runs a few real pairs both ways (the model's attention must honour a
+    4D mask and position ids; flash-attention 2 does not take such masks).
+    """
+    import torch
+
+    if config.shared_prefix == "off":
+        return False, "off (asked)"
+    if not reader.per_position:
+        return False, "off (encoder: the head pools the whole sequence)"
+    attention = getattr(getattr(unwrap(reader.model), "config", None), "_attn_implementation", None)
+    if attention == "flash_attention_2":
+        return False, "off (flash_attention_2 takes no 4D mask)"
+    sample = pairs[:4]
+    if not sample:
+        return False, "off (no pairs)"
+    was_training = reader.model.training
+    reader.model.eval()
+    try:
+        with torch.inference_mode(), _autocast(device, amp):
+            a_c, a_r, _ = pair_rewards(reader, sample, pad_id, side, device, packed=False)
+            b_c, b_r, _ = pair_rewards(reader, sample, pad_id, side, device, packed=True)
+        ref = torch.cat([a_c, a_r]).float()
+        diff = float((torch.cat([b_c, b_r]).float() - ref).abs().max())
+    except Exception as exc:  # noqa: BLE001 -- a model that rejects the layout trains unpacked
+        return False, f"off (check failed: {type(exc).__name__})"
+    finally:
+        if was_training:
+            reader.model.train()
+    tolerance = (2e-2 if amp is not None else 1e-3) * (1.0 + float(ref.abs().max()))
+    if diff > tolerance:
+        return False, f"off (packed rewards differ by {diff:.2e})"
+    return True, f"on (checked: max difference {diff:.1e})"
+
+
 def evaluate(reader: RewardReader, encoded: list[tuple[list[int], list[int]]], pad_id: int, side: str,
-             batch_size: int, device: str, amp: Any, rt: Runtime) -> dict[str, float]:
+             batch_size: int, device: str, amp: Any, rt: Runtime, packed: bool = False) -> dict[str, float]:
     """Accuracy and mean loss on the eval pairs (sharded across processes, then summed)."""
     import torch
 
-    lengths = [max(len(c), len(r)) for c, r in encoded]
+    lengths = pair_lengths(encoded, packed)
     batches = length_grouped_batches(lengths, batch_size)[rt.rank::rt.world]
     correct = total = 0
     loss_sum = 0.0
@@ -337,10 +395,8 @@ def evaluate(reader: RewardReader, encoded: list[tuple[list[int], list[int]]], p
     reader.model.eval()
     with torch.inference_mode(), _autocast(device, amp):
         for batch in batches:
-            seqs = [encoded[i][0] for i in batch] + [encoded[i][1] for i in batch]
-            ids, mask = pad_batch(seqs, pad_id, side=side)
-            rewards = reader(ids.to(device), mask.to(device)).float()
-            chosen, rejected = rewards[:len(batch)], rewards[len(batch):]
+            chosen, rejected, _ = pair_rewards(reader, [encoded[i] for i in batch], pad_id, side, device, packed)
+            chosen, rejected = chosen.float(), rejected.float()
             correct += int((chosen > rejected).sum())
             total += len(batch)
             loss_sum += float(bt_loss(chosen, rejected)) * len(batch)
@@ -443,7 +499,9 @@ def _train_loop(store: Store, config: TrainConfig, rt: Runtime, source: ModelSou
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     amp = autocast_dtype(config, device)
 
-    lengths = [max(len(c), len(r)) for c, r in train_enc]
+    packed, report["shared_prefix"] = use_shared_prefix(config, eval_reader, train_enc, tokenizer.pad_token_id,
+                                                        side, device, amp)
+    lengths = pair_lengths(train_enc, packed)
     per_epoch_micro = (math.ceil(len(train_enc) / config.batch_size) // rt.world) * rt.world or rt.world
     steps_per_epoch = max(1, per_epoch_micro // (rt.world * config.grad_accum))
     total_steps = config.steps or max(1, int(round(config.epochs * steps_per_epoch)))
@@ -496,7 +554,8 @@ def _train_loop(store: Store, config: TrainConfig, rt: Runtime, source: ModelSou
         if not eval_enc:
             return
         began = time.perf_counter()
-        metrics = evaluate(eval_reader, eval_enc, tokenizer.pad_token_id, side, config.batch_size * 2, device, amp, rt)
+        metrics = evaluate(eval_reader, eval_enc, tokenizer.pad_token_id, side, config.batch_size * 2, device, amp, rt,
+                           packed)
         history.append({"step": step, "eval_accuracy": metrics["accuracy"], "eval_loss": metrics["loss"],
                         "train_loss": running_loss()})
         if metrics["accuracy"] > best["accuracy"]:
@@ -518,18 +577,16 @@ def _train_loop(store: Store, config: TrainConfig, rt: Runtime, source: ModelSou
         mine = batches[:usable][rt.rank::rt.world]
         while micro < len(mine) and step < total_steps:
             batch = mine[micro]
-            seqs = [train_enc[i][0] for i in batch] + [train_enc[i][1] for i in batch]
-            ids, mask = pad_batch(seqs, tokenizer.pad_token_id, side=side)
             boundary = (micro + 1) % config.grad_accum == 0 or micro + 1 == len(mine)
             sync = _no_sync(model) if (rt.world > 1 and not boundary) else _null()
             with sync:
                 with _autocast(device, amp):
-                    rewards = reader(ids.to(device), mask.to(device))
-                chosen, rejected = rewards[:len(batch)], rewards[len(batch):]
+                    chosen, rejected, batch_tokens = pair_rewards(reader, [train_enc[i] for i in batch],
+                                                                  tokenizer.pad_token_id, side, device, packed)
                 loss = bt_loss(chosen, rejected, margin=config.margin or None, center_coef=config.center_coef)
                 (loss / config.grad_accum).backward()
             losses.append(float(loss.detach()))
-            tokens += int(mask.sum())
+            tokens += batch_tokens
             pairs_done += len(batch)
             micro += 1
             if not boundary:

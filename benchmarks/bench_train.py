@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import resource
 import subprocess
 import sys
@@ -102,7 +101,6 @@ def worker_skyrm(data: dict[str, Any], method: str, batch_size: int, seed: int) 
 
 
 def worker_trl(data: dict[str, Any], method: str, batch_size: int, seed: int, config: str) -> dict[str, Any]:
-    import torch
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
 

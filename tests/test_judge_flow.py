@@ -4,7 +4,6 @@ models), preverify, prompt injection through a real judge, and resume after kill
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import sqlite3

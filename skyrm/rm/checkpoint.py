@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from skyrm.errors import ModelError
-from skyrm.rm.model import ModelSource, cache_root, head_modules, load_classifier, load_tokenizer, unwrap
+from skyrm.models import cache_dir
+from skyrm.rm.model import ModelSource, head_modules, load_classifier, load_tokenizer, unwrap
 
 META = "meta.json"
 HEAD_FILE = "head.safetensors"
@@ -193,7 +194,7 @@ def file_digest(path: Path) -> str:
     key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
     if key in _MEMO:
         return _MEMO[key]
-    memo_path = cache_root() / "file-hashes.json"
+    memo_path = cache_dir() / "file-hashes.json"
     disk: dict[str, str] = {}
     if stat.st_size > 64 << 20 and memo_path.exists():
         try:

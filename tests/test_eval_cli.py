@@ -100,6 +100,16 @@ def test_eval_end_to_end_matches_an_independent_recomputation(tiny_model, tmp_pa
     cells = [sum(i["rewards"][a] > i["rewards"][3 + b] for i in rm["per_item"]) / len(rm["per_item"])
              for a in range(3) for b in range(3)]
     assert rm["score"] == pytest.approx(sum(cells) / 9)
+    # the shipped recomputation script agrees too (and fails loudly when it does not)
+    script = Path(__file__).resolve().parents[1] / "examples" / "recompute_eval.py"
+    check = subprocess.run([sys.executable, str(script), str(tmp_path / "out" / "results.json")],
+                           capture_output=True, text=True)
+    assert check.returncode == 0 and "all figures match" in check.stdout, check.stdout + check.stderr
+    tampered = json.loads((tmp_path / "out" / "results.json").read_text())
+    tampered["benchmarks"]["judgebench"]["headlines"]["JudgeBench"] += 0.01
+    (tmp_path / "tampered.json").write_text(json.dumps(tampered))
+    bad = subprocess.run([sys.executable, str(script), str(tmp_path / "tampered.json")], capture_output=True, text=True)
+    assert bad.returncode == 1 and "MISMATCH" in bad.stdout
     # and the rewards are the model's own, as scored outside skyrm eval
     from skyrm.rm.score import load_reward_model
 

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,9 +77,11 @@ def _base_suffix(path: Path) -> str:
 RawRecord = tuple[int, Any, str | None]  # (line, parsed value or None, error reason or None)
 
 
-def _iter_jsonl(path: Path) -> Iterator[tuple[int, Any, str | None, str]]:
+def _iter_jsonl(path: Path, keep: Callable[[int], bool] | None = None) -> Iterator[tuple[int, Any, str | None, str]]:
     with _open_binary(path) as handle:
         for number, raw in enumerate(handle, start=1):
+            if keep is not None and not keep(number):
+                continue
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -186,14 +189,25 @@ def _iter_parquet(path: Path) -> Iterator[tuple[int, Any, str | None, str]]:
             os.unlink(tmp_name)
 
 
-def iter_records(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any, str | None, str]]:
-    """Yield ``(line, value, error, raw_text)`` for each record of a file, streaming."""
+def is_line_delimited(path: str | os.PathLike[str]) -> bool:
+    """One record per line (.jsonl, .ndjson, optionally .gz): lines can be split among readers."""
+    return _base_suffix(Path(path)) in (".jsonl", ".ndjson")
+
+
+def iter_records(path: str | os.PathLike[str], keep: Callable[[int], bool] | None = None
+                 ) -> Iterator[tuple[int, Any, str | None, str]]:
+    """Yield ``(line, value, error, raw_text)`` for each record of a file, streaming.
+
+    ``keep(line)`` (line-delimited files only) skips the other lines unparsed.
+    """
     file = Path(path)
     if not file.exists():
         raise InputError("no such file", path=str(file))
     kind = _base_suffix(file)
+    if keep is not None and kind not in (".jsonl", ".ndjson"):
+        raise ValueError("keep= needs a line-delimited file")
     if kind in (".jsonl", ".ndjson"):
-        return _iter_jsonl(file)
+        return _iter_jsonl(file, keep)
     if kind == ".json":
         return _iter_json_array(file)
     if kind == ".parquet":
@@ -476,17 +490,26 @@ class ReadResult:
 
 
 def read_pairs(path: str | os.PathLike[str], *, fmt: str = "auto", source: str | None = None,
-               start_line: int = 0) -> Iterator[ReadResult]:
+               start_line: int = 0, keep: Callable[[int], bool] | None = None) -> Iterator[ReadResult]:
     """Stream a file as ReadResults: each row's pairs, or why the row is bad.
 
-    ``start_line`` skips rows at or before that line (resuming a large import).
+    ``start_line`` skips rows at or before that line (resuming a large import);
+    ``keep(line)`` reads only some lines of a line-delimited file (parallel readers).
     """
     if fmt not in FORMATS:
         raise InputError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})", path=str(path))
     file = Path(path)
     source_name = source or default_source(file)
     chosen_format = None if fmt == "auto" else fmt
-    for line, value, error, raw in iter_records(file):
+    try:
+        yield from _parse_records(file, chosen_format, source_name, start_line, keep)
+    except (OSError, EOFError, zlib.error) as exc:  # unreadable, truncated or not really gzip
+        raise InputError(f"cannot read the file ({exc})", path=str(file)) from exc
+
+
+def _parse_records(file: Path, chosen_format: str | None, source_name: str, start_line: int,
+                   keep: Callable[[int], bool] | None) -> Iterator[ReadResult]:
+    for line, value, error, raw in iter_records(file, keep):
         if line <= start_line:
             continue
         if error is not None:
@@ -508,6 +531,17 @@ def read_pairs(path: str | os.PathLike[str], *, fmt: str = "auto", source: str |
                                               raw[:20000] or json.dumps(value, ensure_ascii=False, default=str)[:20000]))
             continue
         yield ReadResult(line, pairs)
+
+
+def detect_file_format(path: str | os.PathLike[str], start_line: int = 0) -> str | None:
+    """The format of a file's first object row after ``start_line`` (None if it cannot tell)."""
+    try:
+        for line, value, error, _ in iter_records(path):
+            if line > start_line and error is None and isinstance(value, dict):
+                return detect_format(value)
+    except (OSError, EOFError, zlib.error):
+        return None  # reading it properly will say what is wrong
+    return None
 
 
 def default_source(path: Path) -> str:

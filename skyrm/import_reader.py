@@ -1,12 +1,16 @@
 """Reading a file for import: rows parsed, validated and hashed, in batches.
 
-``read_batches`` runs in-process. ``read_batches_in_child`` runs the same
-reader in a child interpreter (``python -m skyrm.import_reader``) that streams
-pickled batches through a pipe, so parsing and SQLite's B-tree work use two
-cores; a thread would not help, as the GIL serialises the parser with every
-row written. The pipe holds little, so the child is at most about a batch
-ahead and memory stays constant in the file size. The child is our own code
-talking to its parent: the pickles never come from a file.
+``read_batches`` runs in-process. ``read_batches_in_children`` runs the same
+reader in child interpreters (``python -m skyrm.import_reader``) that stream
+pickled batches through pipes, so parsing and SQLite's B-tree work run on
+separate cores; a thread would not help, as the GIL serialises the parser with
+every row written. A line-delimited file is split among ``READERS`` children
+by blocks of ``batch_rows`` lines (each reads every line but parses only its
+own blocks) and the parent merges the blocks back in file order, so the
+resume checkpoint still moves forward line by line. The pipes hold little, so
+each child is at most about a batch ahead and memory stays constant in the
+file size. The children are our own code talking to their parent: the
+pickles never come from a file.
 
 If the parent dies (kill -9), the child's next write fails and it exits;
 Ctrl-C is left to the parent, which stops the child.
@@ -14,6 +18,7 @@ Ctrl-C is left to the parent, which stops the child.
 
 from __future__ import annotations
 
+import heapq
 import os
 import pickle
 import signal
@@ -21,67 +26,104 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from skyrm.errors import SkyrmError
-from skyrm.formats import read_pairs
+from skyrm.formats import detect_file_format, is_line_delimited, read_pairs
 from skyrm.store import pair_row
 
 # One row of a file as the writer needs it: line, pair rows (``store.pair_row``), quarantine row.
 ParsedRow = tuple[int, list[tuple], "dict[str, Any] | None"]
+# Child processes for a line-delimited file: two parsers keep a writer busy on two cores.
+READERS = 2
 
 
-def read_batches(path: Path, fmt: str, source: str, start_line: int, batch_rows: int) -> Iterator[list[ParsedRow]]:
-    """The file from ``start_line`` as batches of ``batch_rows`` parsed rows (the last may be short)."""
+def read_batches(path: Path, fmt: str, source: str, start_line: int, batch_rows: int,
+                 part: tuple[int, int] = (0, 1)) -> Iterator[tuple[int, list[ParsedRow]]]:
+    """``(block, rows)``: the file from ``start_line`` in batches of parsed rows.
+
+    With ``part=(k, n)`` (line-delimited files), only the blocks of ``batch_rows``
+    lines numbered k, k+n, k+2n... are parsed; a block with no rows is not sent.
+    """
     where = str(Path(path).resolve())
+    index, count = part
+    keep = None
+    if count > 1:
+        def keep(line: int) -> bool:
+            return line > start_line and ((line - start_line - 1) // batch_rows) % count == index
+
     batch: list[ParsedRow] = []
-    for result in read_pairs(path, fmt=fmt, source=source, start_line=start_line):
+    block = -1
+    for result in read_pairs(path, fmt=fmt, source=source, start_line=start_line, keep=keep):
         bad = None
         if result.bad is not None:
             bad = {"source": source, "path": where, "line": result.line, "field": result.bad.field,
                    "reason": result.bad.reason, "raw": result.bad.raw}
-        batch.append((result.line, [pair_row(pair) for pair in result.pairs], bad))
-        if len(batch) == batch_rows:
-            yield batch
+        row = (result.line, [pair_row(pair) for pair in result.pairs], bad)
+        if count > 1:
+            here = (result.line - start_line - 1) // batch_rows
+            if here != block and batch:
+                yield block, batch
+                batch = []
+            block = here
+        batch.append(row)
+        if count == 1 and len(batch) == batch_rows:
+            block += 1
+            yield block, batch
             batch = []
     if batch:
-        yield batch
+        yield (block if count > 1 else block + 1), batch
 
 
-def read_batches_in_child(path: Path, fmt: str, source: str, start_line: int,
-                          batch_rows: int) -> Iterator[list[ParsedRow]]:
-    """``read_batches`` computed by a child process while the caller writes the previous batch."""
-    args = [str(path), fmt, source, str(start_line), str(batch_rows)]
-    child = subprocess.Popen([sys.executable, "-m", "skyrm.import_reader", *args],
-                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
-    assert child.stdout is not None
+def read_batches_in_children(path: Path, fmt: str, source: str, start_line: int,
+                             batch_rows: int) -> Iterator[list[ParsedRow]]:
+    """``read_batches`` computed by child processes while the caller writes; batches in file order."""
+    count = READERS if is_line_delimited(path) else 1
+    if count > 1 and fmt == "auto":
+        fmt = detect_file_format(path, start_line) or "auto"  # every child must read the same format
+    children = [subprocess.Popen([sys.executable, "-m", "skyrm.import_reader", str(path), fmt, source,
+                                  str(start_line), str(batch_rows), str(k), str(count)],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE) for k in range(count)]
     try:
-        while True:
-            try:
-                kind, value = pickle.load(child.stdout)
-            except EOFError:
-                child.wait()
-                raise SkyrmError(f"{path}: the import reader process exited with code {child.returncode}") from None
-            if kind == "end":
-                return
-            if kind == "error":
-                raise SkyrmError(value)
-            yield value
+        heads: list[tuple[int, int, list[ParsedRow]]] = []  # (block, child, rows): the next batch of each child
+        for k, child in enumerate(children):
+            _push_next(heads, k, child, path)
+        while heads:
+            block, k, rows = heapq.heappop(heads)
+            yield rows
+            _push_next(heads, k, children[k], path)
     finally:
-        if child.poll() is None:
-            child.terminate()
-        child.stdout.close()
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+            assert child.stdout is not None
+            child.stdout.close()
+            child.wait()
+
+
+def _push_next(heads: list, k: int, child: subprocess.Popen, path: Path) -> None:
+    """Read child ``k``'s next batch into the merge heap (nothing when it has ended)."""
+    stream: IO[bytes] = child.stdout  # type: ignore[assignment]
+    try:
+        kind, value = pickle.load(stream)
+    except EOFError:
         child.wait()
+        raise SkyrmError(f"{path}: an import reader process exited with code {child.returncode}") from None
+    if kind == "error":
+        raise SkyrmError(value)
+    if kind == "batch":
+        heapq.heappush(heads, (value[0], k, value[1]))
 
 
 def _child_main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    path, fmt, source, start_line, batch_rows = argv
+    path, fmt, source, start_line, batch_rows, index, count = argv
     out = os.fdopen(sys.stdout.fileno(), "wb", closefd=False)
     sys.stdout = sys.stderr  # nothing else may write into the pipe
     try:
         try:
-            for batch in read_batches(Path(path), fmt, source, int(start_line), int(batch_rows)):
+            for batch in read_batches(Path(path), fmt, source, int(start_line), int(batch_rows),
+                                      (int(index), int(count))):
                 pickle.dump(("batch", batch), out, protocol=pickle.HIGHEST_PROTOCOL)
             pickle.dump(("end", None), out)
         except SkyrmError as exc:

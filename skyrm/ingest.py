@@ -6,7 +6,7 @@ with file, line, field and reason. Progress is checkpointed per batch in the
 ``steps`` table inside the same transaction as the pairs, so an interrupted
 import resumes where it stopped and a finished one is not read again.
 
-Large files are read, validated and hashed by a child process while the
+Large files are read, validated and hashed by child processes while the
 previous batch is written (``skyrm.import_reader``); small files are read
 in-process, where starting an interpreter costs more than it saves.
 """
@@ -22,7 +22,7 @@ from typing import Any
 from skyrm.errors import InputError
 from skyrm.formats import SHAPE_TO_FORMAT, SHAPES, PairWriter, default_source, pair_to_row, read_pairs
 from skyrm.records import Label, content_hash
-from skyrm.import_reader import read_batches, read_batches_in_child
+from skyrm.import_reader import read_batches, read_batches_in_children
 from skyrm.store import Store
 
 IMPORT_AS = ("pool", "gold", "silver")
@@ -30,7 +30,7 @@ IMPORT_AS = ("pool", "gold", "silver")
 # over the B-tree; larger batches rewrite each page less often (measured: 10k rows wrote
 # 2.7 GB for 300k pairs where 2k rows wrote 7.2 GB). Memory stays constant either way.
 BATCH_ROWS = 10_000
-# Files at least this large are read by a child process (see the module docstring).
+# Files at least this large are read by child processes (see the module docstring).
 READER_PROCESS_MIN_BYTES = 16 * 1024 * 1024
 Progress = Callable[[int, "int | None", str], None]
 
@@ -115,8 +115,11 @@ def import_file(store: Store, path: str | os.PathLike[str], *, fmt: str = "auto"
         rows, bad, labels, keys = [], [], [], []
 
     in_process = file.stat().st_size < READER_PROCESS_MIN_BYTES if parallel is None else not parallel
-    reader = read_batches if in_process else read_batches_in_child
-    for batch in reader(file, fmt, source_name, start_line, batch_rows):
+    if in_process:
+        batches = (batch for _, batch in read_batches(file, fmt, source_name, start_line, batch_rows))
+    else:
+        batches = read_batches_in_children(file, fmt, source_name, start_line, batch_rows)
+    for batch in batches:
         for line, pair_rows, bad_row in batch:
             summary.rows += 1
             last_line = line
@@ -130,11 +133,9 @@ def import_file(store: Store, path: str | os.PathLike[str], *, fmt: str = "auto"
                 if made:
                     labels.append(made[0])
                     keys.append(made[1])
-        if len(batch) == batch_rows:
-            flush()
-            if progress:
-                progress(summary.rows, None, f"{summary.pairs_new} new")
-    flush()
+        flush()  # one transaction and checkpoint per batch
+        if progress:
+            progress(summary.rows, None, f"{summary.pairs_new} new")
     store.set_step(step, "done", {"line": last_line, "path": str(file), "summary": summary.as_dict()})
     if progress:
         progress(summary.rows, summary.rows, f"{summary.pairs_new} new")

@@ -72,6 +72,24 @@ def test_mixed_file_stores_good_rows_and_quarantines_bad(store, tmp_path, parall
     assert len(store.quarantined()) == 20
 
 
+def test_split_readers_merge_blocks_in_file_order_even_around_blank_blocks(store, tmp_path):
+    from skyrm.import_reader import READERS, read_batches_in_children
+
+    lines = []
+    for i in range(1, 41):
+        blank = 6 <= i <= 15  # two whole blocks of five lines hold no rows
+        lines.append("" if blank else json.dumps({"prompt": f"q{i}", "chosen": f"a{i}", "rejected": f"b{i}"}))
+    path = tmp_path / "gaps.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    assert READERS > 1
+    seen = [row[0] for batch in read_batches_in_children(path, "auto", "gaps", 0, 5) for row in batch]
+    assert seen == [i for i in range(1, 41) if not 6 <= i <= 15]  # every row once, in file order
+    summary = import_file(store, path, parallel=True, batch_rows=5)
+    assert (summary.rows, summary.pairs_new) == (30, 30)
+    resumed = import_file(store, path, parallel=True, batch_rows=5)
+    assert resumed.skipped_done and store.count_pairs() == 30
+
+
 def test_reader_process_reports_an_unreadable_file_in_one_line(store, tmp_path):
     path = tmp_path / "broken.jsonl.gz"
     path.write_bytes(b"this is not gzip data")

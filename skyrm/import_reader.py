@@ -24,7 +24,7 @@ import pickle
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -38,41 +38,52 @@ ParsedRow = tuple[int, list[tuple], "dict[str, Any] | None"]
 READERS = 2
 
 
-def read_batches(path: Path, fmt: str, source: str, start_line: int, batch_rows: int,
-                 part: tuple[int, int] = (0, 1)) -> Iterator[tuple[int, list[ParsedRow]]]:
-    """``(block, rows)``: the file from ``start_line`` in batches of parsed rows.
-
-    With ``part=(k, n)`` (line-delimited files), only the blocks of ``batch_rows``
-    lines numbered k, k+n, k+2n... are parsed; a block with no rows is not sent.
-    """
+def _parsed_rows(path: Path, fmt: str, source: str, start_line: int,
+                 keep: Callable[[int], bool] | None = None) -> Iterator[ParsedRow]:
     where = str(Path(path).resolve())
-    index, count = part
-    keep = None
-    if count > 1:
-        def keep(line: int) -> bool:
-            return line > start_line and ((line - start_line - 1) // batch_rows) % count == index
-
-    batch: list[ParsedRow] = []
-    block = -1
     for result in read_pairs(path, fmt=fmt, source=source, start_line=start_line, keep=keep):
         bad = None
         if result.bad is not None:
             bad = {"source": source, "path": where, "line": result.line, "field": result.bad.field,
                    "reason": result.bad.reason, "raw": result.bad.raw}
-        row = (result.line, [pair_row(pair) for pair in result.pairs], bad)
-        if count > 1:
-            here = (result.line - start_line - 1) // batch_rows
-            if here != block and batch:
-                yield block, batch
-                batch = []
-            block = here
+        yield result.line, [pair_row(pair) for pair in result.pairs], bad
+
+
+def read_batches(path: Path, fmt: str, source: str, start_line: int, batch_rows: int) -> Iterator[list[ParsedRow]]:
+    """The file from ``start_line`` as batches of ``batch_rows`` parsed rows (the last may be short)."""
+    batch: list[ParsedRow] = []
+    for row in _parsed_rows(path, fmt, source, start_line):
         batch.append(row)
-        if count == 1 and len(batch) == batch_rows:
-            block += 1
-            yield block, batch
+        if len(batch) == batch_rows:
+            yield batch
             batch = []
     if batch:
-        yield (block if count > 1 else block + 1), batch
+        yield batch
+
+
+def read_blocks(path: Path, fmt: str, source: str, start_line: int, batch_rows: int, index: int,
+                count: int) -> Iterator[tuple[int, list[ParsedRow]]]:
+    """``(block, rows)`` of a line-delimited file: blocks of ``batch_rows`` lines after ``start_line``.
+
+    Only blocks index, index + count, index + 2 count... are parsed (the other
+    lines are skipped unparsed); a block with no rows is not sent.
+    """
+    def block_of(line: int) -> int:
+        return (line - start_line - 1) // batch_rows
+
+    def keep(line: int) -> bool:
+        return line > start_line and block_of(line) % count == index
+
+    batch: list[ParsedRow] = []
+    block = -1
+    for row in _parsed_rows(path, fmt, source, start_line, keep):
+        if block_of(row[0]) != block and batch:
+            yield block, batch
+            batch = []
+        block = block_of(row[0])
+        batch.append(row)
+    if batch:
+        yield block, batch
 
 
 def read_batches_in_children(path: Path, fmt: str, source: str, start_line: int,
@@ -122,8 +133,11 @@ def _child_main(argv: list[str]) -> int:
     sys.stdout = sys.stderr  # nothing else may write into the pipe
     try:
         try:
-            for batch in read_batches(Path(path), fmt, source, int(start_line), int(batch_rows),
-                                      (int(index), int(count))):
+            if int(count) == 1:  # any file: batches of rows, numbered in order
+                batches = enumerate(read_batches(Path(path), fmt, source, int(start_line), int(batch_rows)))
+            else:
+                batches = read_blocks(Path(path), fmt, source, int(start_line), int(batch_rows), int(index), int(count))
+            for batch in batches:
                 pickle.dump(("batch", batch), out, protocol=pickle.HIGHEST_PROTOCOL)
             pickle.dump(("end", None), out)
         except SkyrmError as exc:

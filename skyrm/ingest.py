@@ -116,7 +116,7 @@ def import_file(store: Store, path: str | os.PathLike[str], *, fmt: str = "auto"
 
     in_process = file.stat().st_size < READER_PROCESS_MIN_BYTES if parallel is None else not parallel
     if in_process:
-        batches = (batch for _, batch in read_batches(file, fmt, source_name, start_line, batch_rows))
+        batches = read_batches(file, fmt, source_name, start_line, batch_rows)
     else:
         batches = read_batches_in_children(file, fmt, source_name, start_line, batch_rows)
     for batch in batches:

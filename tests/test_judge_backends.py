@@ -201,22 +201,29 @@ def test_openai_logprobs_match_in_process(server, smollm2):
     got = remote.choice_logprobs(prompts, ("1", "2"))
     smollm2.llm.reset()
     local = smollm2.choice_logprobs(prompts, ("1", "2"))
+    # The server and the in-process judge split the prompt into different evaluation batches
+    # (each reuses whatever prefix it has cached), so a 4-bit model's logits differ in the last
+    # digits: 0.024 measured on an AVX-512 CPU. A wrong reading would be off by far more.
     for g, l in zip(got, local):
         for choice in ("1", "2"):
-            assert g[choice] == pytest.approx(l[choice], abs=0.02)
+            assert g[choice] == pytest.approx(l[choice], abs=0.05)
     assert remote.render(prompts[0]) == smollm2.render(prompts[0])
     # "Answer: " + "Yes": the server path finds the reading where the space joins the word.
     check = Prompt(({"role": "user", "content": "Is 2+2=4 correct? Reply Yes or No."},), "Answer: ")
     [words] = remote.choice_logprobs([check], ("Yes", "No"))
     [local_words] = smollm2.choice_logprobs([check], ("Yes", "No"))
-    assert words["Yes"] == pytest.approx(local_words["Yes"], abs=0.02)
+    assert words["Yes"] == pytest.approx(local_words["Yes"], abs=0.05)
 
 
 @pytest.mark.slow
 def test_openai_chat_generation_concurrent(server):
     base, _ = server
     remote = load_judge(f"openai:{base}?concurrency=3&timeout=60#smollm2")
-    outs = remote.generate([_prompt("4", "5", shared="Judge fairly.")] * 3, max_tokens=4, temperature=0.0, seeds=[0, 1, 2])
+    prompt = _prompt("4", "5", shared="Judge fairly.")
+    # Warm the server's prompt cache first: a cold request evaluates the prompt in other batches
+    # than the warm ones after it, and greedy decoding can then differ in the last float digits.
+    remote.generate([prompt], max_tokens=4, temperature=0.0, seeds=[0])
+    outs = remote.generate([prompt] * 3, max_tokens=4, temperature=0.0, seeds=[0, 1, 2])
     assert len(outs) == 3 and all(isinstance(o.text, str) and o.text for o in outs)
     assert outs[0].text == outs[1].text  # greedy: the same answer whatever the seed
 

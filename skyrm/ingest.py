@@ -119,23 +119,24 @@ def import_file(store: Store, path: str | os.PathLike[str], *, fmt: str = "auto"
         batches = read_batches(file, fmt, source_name, start_line, batch_rows)
     else:
         batches = read_batches_in_children(file, fmt, source_name, start_line, batch_rows)
-    for batch in batches:
-        for line, pair_rows, bad_row in batch:
-            summary.rows += 1
-            last_line = line
-            if bad_row is not None:
-                summary.bad_rows += 1
-                summary.reasons[bad_row["reason"]] = summary.reasons.get(bad_row["reason"], 0) + 1
-                bad.append(bad_row)
-            for row in pair_rows:
-                rows.append(row)
-                made = _label_for(row[0], as_, source_name)
-                if made:
-                    labels.append(made[0])
-                    keys.append(made[1])
-        flush()  # one transaction and checkpoint per batch
-        if progress:
-            progress(summary.rows, None, f"{summary.pairs_new} new")
+    with store.bulk_import():
+        for batch in batches:
+            for line, pair_rows, bad_row in batch:
+                summary.rows += 1
+                last_line = line
+                if bad_row is not None:
+                    summary.bad_rows += 1
+                    summary.reasons[bad_row["reason"]] = summary.reasons.get(bad_row["reason"], 0) + 1
+                    bad.append(bad_row)
+                for row in pair_rows:
+                    rows.append(row)
+                    made = _label_for(row[0], as_, source_name)
+                    if made:
+                        labels.append(made[0])
+                        keys.append(made[1])
+            flush()  # one transaction and checkpoint per batch
+            if progress:
+                progress(summary.rows, None, f"{summary.pairs_new} new")
     store.set_step(step, "done", {"line": last_line, "path": str(file), "summary": summary.as_dict()})
     if progress:
         progress(summary.rows, summary.rows, f"{summary.pairs_new} new")

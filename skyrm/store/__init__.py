@@ -101,6 +101,19 @@ class Store:
         with self.db.atomic():
             yield
 
+    @contextmanager
+    def bulk_import(self) -> Iterator[None]:
+        """Foreign-key checks off for an import's batches, back on after (outside any transaction).
+
+        Safe for ``add_pair_rows``: each ``pair_sources`` row refers to a pair the same
+        batch has just inserted or found; the lookups cost ~15% of a large import's writes.
+        """
+        self.db.execute("PRAGMA foreign_keys = OFF")
+        try:
+            yield
+        finally:
+            self.db.execute("PRAGMA foreign_keys = ON")
+
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         return self.db.execute(sql, list(params)).fetchall()
 

@@ -16,10 +16,10 @@ batches are grouped by length with dynamic padding, dropout is off, bf16
 autocast is used where it helps. Decoders run each pair as one shared-prefix
 row (data.py: the history once, both responses after it), after a check on
 real pairs that this gives the unpacked rewards; encoders, and any model that
-fails the check, run chosen and rejected as two padded rows. Evaluation accuracy on the eval pool every
-``eval_every`` steps decides the ``best`` checkpoint; ``last`` (with optimizer
-state) is saved every ``save_every`` steps so ``resume`` continues a killed
-run exactly. Under ``accelerate launch`` (or torchrun) the same function runs
+fails the check, run chosen and rejected as two padded rows. Evaluation
+accuracy on the eval pool every ``eval_every`` steps decides the ``best``
+checkpoint; ``last`` (with optimizer state) is saved every ``save_every``
+steps so ``resume`` continues a killed run exactly. Under ``accelerate launch`` (or torchrun) the same function runs
 data-parallel: each process takes every world-th batch; rank 0 writes.
 
 Deliberately not here: scoring pools (score.py), exporting (export.py).

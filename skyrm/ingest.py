@@ -21,8 +21,8 @@ from typing import Any
 
 from skyrm.errors import InputError
 from skyrm.formats import SHAPE_TO_FORMAT, SHAPES, PairWriter, default_source, pair_to_row, read_pairs
-from skyrm.records import Label, content_hash
 from skyrm.import_reader import read_batches, read_batches_in_children
+from skyrm.records import Label, content_hash
 from skyrm.store import Store
 
 IMPORT_AS = ("pool", "gold", "silver")
@@ -80,7 +80,7 @@ def import_file(store: Store, path: str | os.PathLike[str], *, fmt: str = "auto"
                 progress: Progress | None = None, parallel: bool | None = None) -> ImportSummary:
     """Import one file; see the module docstring for the guarantees.
 
-    ``parallel`` forces the child-process reader on or off (default: by file size).
+    ``parallel`` forces the child-process readers on or off (default: by file size).
     """
     if as_ not in IMPORT_AS:
         raise InputError(f"--as must be one of {', '.join(IMPORT_AS)}, got '{as_}'")

@@ -77,10 +77,11 @@ def read_blocks(path: Path, fmt: str, source: str, start_line: int, batch_rows: 
     batch: list[ParsedRow] = []
     block = -1
     for row in _parsed_rows(path, fmt, source, start_line, keep):
-        if block_of(row[0]) != block and batch:
+        here = block_of(row[0])
+        if here != block and batch:
             yield block, batch
             batch = []
-        block = block_of(row[0])
+        block = here
         batch.append(row)
     if batch:
         yield block, batch

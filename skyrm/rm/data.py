@@ -329,13 +329,13 @@ def pack_pairs(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int
     """
     import torch
 
-    width = max(packed_length(c, r) for c, r in pairs)
+    shares = [shared_prefix_length(c, r) for c, r in pairs]
+    width = max(len(c) + len(r) - shared for (c, r), shared in zip(pairs, shares))
     ids = torch.full((len(pairs), width), pad_id, dtype=torch.long)
     positions = torch.zeros((len(pairs), width), dtype=torch.long)
     segment = torch.full((len(pairs), width), PAD, dtype=torch.long)
     chosen_at, rejected_at, tokens = [], [], 0
-    for row, (chosen, rejected) in enumerate(pairs):
-        shared = shared_prefix_length(chosen, rejected)
+    for row, ((chosen, rejected), shared) in enumerate(zip(pairs, shares)):
         c_end, r_end = len(chosen) - shared, len(rejected) - shared
         total = shared + c_end + r_end
         ids[row, :total] = torch.tensor([*chosen, *rejected[shared:]], dtype=torch.long)

@@ -17,8 +17,12 @@ and one epoch. TRL runs twice:
   difference is the loop itself (length-grouped batches, one forward per pair).
 
 Each trainer runs in its own process (peak RSS is per process); held-out
-accuracy is computed for all with the same function on the same ids. Target:
-skyrm >= 2x TRL's pairs/s with held-out accuracy within 1 point. The scoring
+accuracy is computed for all with the same function on the same ids, and the
+accuracy difference gets a paired-bootstrap 95% interval over the held-out
+pairs (two trainers that see batches in different orders differ by a few
+pairs at 128 held-out pairs: use --eval-pairs 400 and more --pairs to
+resolve a point). Target: skyrm >= 2x TRL's pairs/s with held-out accuracy
+within 1 point. The scoring
 table of bench_score.py follows (target >= 3x).
 
     python benchmarks/bench_train.py [--pairs 512] [--eval-pairs 128] [--backbone minilm --backbone smollm2]
@@ -96,8 +100,40 @@ def worker_skyrm(data: dict[str, Any], method: str, batch_size: int, seed: int) 
         start = time.perf_counter()
         result = train_reward_model(store, cfg)
         wall = time.perf_counter() - start
+        from skyrm.rm.score import load_reward_model
+
+        trained = load_reward_model(str(Path(tmp) / "run" / "last"), device="cpu")
+        correct = held_out_correct(trained.reader, data, trained.tokenizer.pad_token_id, batch_size)
     return {"pairs": result["train_pairs"], "train_seconds": result["train_seconds"], "wall_seconds": round(wall, 2),
-            "accuracy": result["final_accuracy"], "steps": result["steps"]}
+            "accuracy": sum(correct) / len(correct), "steps": result["steps"], "correct": correct}
+
+
+def held_out_correct(reader: Any, data: dict[str, Any], pad_id: int, batch_size: int) -> list[int]:
+    """1 where the trained model ranks a held-out pair's chosen side higher: the same function for every trainer."""
+    import torch
+
+    from skyrm.rm.data import length_grouped_batches
+    from skyrm.rm.train import pair_rewards
+
+    pairs = [tuple(x["ids"]) for x in data["eval"]]
+    correct = [0] * len(pairs)
+    reader.model.eval()
+    with torch.inference_mode():
+        for batch in length_grouped_batches([max(len(c), len(r)) for c, r in pairs], batch_size * 2):
+            chosen, rejected, _ = pair_rewards(reader, [pairs[i] for i in batch], pad_id, "right", "cpu", False)
+            for i, c, r in zip(batch, chosen.tolist(), rejected.tolist()):
+                correct[i] = int(c > r)
+    return correct
+
+
+def paired_bootstrap(a: list[int], b: list[int], draws: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% interval of mean(a) - mean(b) over the same held-out pairs, in points."""
+    import random
+
+    rng = random.Random(seed)
+    n = len(a)
+    deltas = sorted(sum(a[j] - b[j] for j in (rng.randrange(n) for _ in range(n))) / n for _ in range(draws))
+    return round(100 * deltas[int(0.025 * draws)], 1), round(100 * deltas[int(0.975 * draws) - 1], 1)
 
 
 def worker_trl(data: dict[str, Any], method: str, batch_size: int, seed: int, config: str) -> dict[str, Any]:
@@ -106,7 +142,7 @@ def worker_trl(data: dict[str, Any], method: str, batch_size: int, seed: int, co
 
     from skyrm.rm.config import load_config
     from skyrm.rm.model import RewardReader, head_modules, load_classifier, load_tokenizer, resolve_model
-    from skyrm.rm.train import Runtime, evaluate, lora_targets
+    from skyrm.rm.train import lora_targets
 
     start = time.perf_counter()
     source = resolve_model(data["backbone"])
@@ -143,10 +179,9 @@ def worker_trl(data: dict[str, Any], method: str, batch_size: int, seed: int, co
     wall = time.perf_counter() - start
     trained.eval()
     reader = RewardReader(trained)
-    metrics = evaluate(reader, [tuple(x["ids"]) for x in data["eval"]], tokenizer.pad_token_id, "right",
-                       batch_size * 2, "cpu", None, Runtime())
+    correct = held_out_correct(reader, data, tokenizer.pad_token_id, batch_size)
     return {"pairs": len(data["train"]), "train_seconds": round(train_seconds, 2), "wall_seconds": round(wall, 2),
-            "accuracy": metrics["accuracy"], "steps": output.global_step,
+            "accuracy": sum(correct) / len(correct), "steps": output.global_step, "correct": correct,
             "settings": {"bf16": args.bf16, "gradient_checkpointing": args.gradient_checkpointing,
                          "disable_dropout": args.disable_dropout, "lr_scheduler": str(args.lr_scheduler_type)}}
 
@@ -185,13 +220,16 @@ TRL_KINDS = {"defaults": "trl", "matched": "trl-matched"}
 
 def train_table(rows: list[dict[str, Any]]) -> Table:
     out = Table("backbone", "method", "trainer", "pairs", "pairs/s", "tokens/s", "peak RSS MB", "held-out acc",
-                "skyrm speed ratio", "skyrm acc Δ (pts)", title="Training: skyrm train vs TRL RewardTrainer "
+                "skyrm speed ratio", "skyrm acc Δ (pts) [95% CI]", title="Training: skyrm train vs TRL RewardTrainer "
                 "(trl: TRL's defaults; trl-matched: TRL with skyrm's precision, schedule and no checkpointing)")
     for row in rows:
         for kind in ["skyrm", *row["peers"]]:
             r = row[kind]
             ratio = f"{row[f'speedup_vs_{kind}']:.2f}x" if kind != "skyrm" else ""
-            delta = f"{row[f'accuracy_delta_points_vs_{kind}']:+.1f}" if kind != "skyrm" else ""
+            delta = ""
+            if kind != "skyrm":
+                low, high = row[f"accuracy_delta_ci_vs_{kind}"]
+                delta = f"{row[f'accuracy_delta_points_vs_{kind}']:+.1f} [{low:+.1f}, {high:+.1f}]"
             out.add_row(row["backbone"], row["method"], kind, str(r["pairs"]), f"{r['pairs_per_s']:.2f}",
                         f"{r['tokens_per_s']:.0f}", f"{r['peak_rss_mb']:.0f}", f"{r['accuracy']:.3f}", ratio, delta)
     return out
@@ -234,6 +272,8 @@ def main() -> None:
                     row[f"speedup_vs_{peer}"] = round(result["skyrm"]["pairs_per_s"] / result[peer]["pairs_per_s"], 2)
                     row[f"accuracy_delta_points_vs_{peer}"] = round(
                         100 * (result["skyrm"]["accuracy"] - result[peer]["accuracy"]), 1)
+                    row[f"accuracy_delta_ci_vs_{peer}"] = paired_bootstrap(result["skyrm"]["correct"],
+                                                                           result[peer]["correct"], seed=args.seed)
                 rows.append(row)
                 console.print(f"  {method}: skyrm {result['skyrm']['pairs_per_s']:.2f} pairs/s; " + ", ".join(
                     f"{peer} {result[peer]['pairs_per_s']:.2f} pairs/s ({row[f'speedup_vs_{peer}']:.2f}x)"

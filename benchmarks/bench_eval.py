@@ -108,6 +108,8 @@ def main() -> None:
     parser.add_argument("--invariance", default="1,8,32", help="batch sizes whose figures must be identical ('' to skip)")
     parser.add_argument("--invariance-limit", type=int, default=40,
                         help="first N examples of each benchmark for the batch-size check (0: all)")
+    parser.add_argument("--shared-prefix", choices=["on", "off"], default="off",
+                        help="skyrm eval runs a history shared by several responses once (decoders)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -125,6 +127,8 @@ def main() -> None:
             ("rmb", None, str(rmb_subset(tmp / "rmb")))]
         loaded = [load_benchmark(name, path, limit=limit) for name, limit, path in specs]
         model = load_reward_model(args.model, max_length=args.max_length)
+        skyrm_model = model if args.shared_prefix == "off" else load_reward_model(
+            args.model, max_length=args.max_length, shared_prefix=args.shared_prefix)
         config = EvalConfig(model=args.model, benches=tuple((n, p) for n, _, p in specs), batch_size=args.batch_size)
 
         # --- peer: every example's items, chosen pass then rejected pass, padded to max length
@@ -144,7 +148,7 @@ def main() -> None:
 
         def scorer(items, progress=None):
             calls.append(len(items))
-            return score_items(None, model, items, batch_size=args.batch_size)
+            return score_items(None, skyrm_model, items, batch_size=args.batch_size)
 
         start = time.perf_counter()
         result = evaluate(loaded, scorer, config)
@@ -188,7 +192,7 @@ def main() -> None:
             subset = [type(b)(b.name, b.path, b.examples[:cut], b.notes) for b in loaded]
             for size in sizes:
                 cfg = EvalConfig(benches=config.benches, batch_size=size)
-                runs[size] = evaluate(subset, lambda items, p=None, s=size: score_items(None, model, items,
+                runs[size] = evaluate(subset, lambda items, p=None, s=size: score_items(None, skyrm_model, items,
                                                                                         batch_size=s), cfg)
             base = runs[sizes[0]]
             for size in sizes[1:]:

@@ -204,3 +204,23 @@ def test_bad_bench_spec_is_one_red_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "skyrm", "eval", "--db", str(tmp_path / "x.db"), "--model", "m",
                           "--bench", f"rmb={tmp_path / 'none'}"], capture_output=True, text=True, env=ENV, cwd=ROOT)
     assert out.returncode == 1 and out.stderr.strip() == f"error: {tmp_path / 'none'}: no such file or directory"
+
+
+def test_shared_prefix_scoring_gives_the_same_figures(tiny_model, tmp_path):
+    """Best-of-N lists share their prompt: `--shared-prefix on` runs it once, and nothing else changes."""
+    benches = [f"rewardbench2={EVAL_DATA / 'rewardbench2'}", f"ppe={EVAL_DATA / 'ppe'}"]
+    results = {}
+    for setting in ("off", "on"):
+        args = ["eval", "--db", str(tmp_path / f"{setting}.db"), "--model", str(tiny_model), "--json",
+                "--batch-size", "4", "--shared-prefix", setting]
+        for spec in benches:
+            args += ["--bench", spec]
+        outcome = CliRunner().invoke(app, args)
+        assert outcome.exit_code == 0, outcome.output
+        results[setting] = json.loads(outcome.stdout)
+    assert results["off"]["model"]["stats"]["shared_history_items"] == 0
+    assert results["on"]["model"]["stats"]["shared_history_items"] > 0
+    assert results["on"]["model"]["stats"]["shared_history"].startswith("on (checked")
+    for key, bench in results["off"]["benchmarks"].items():
+        assert same_tables(results["on"]["benchmarks"][key]["tables"], bench["tables"])
+        assert results["on"]["benchmarks"][key]["headlines"] == pytest.approx(bench["headlines"], rel=1e-6)

@@ -122,3 +122,73 @@ def test_score_pool_writes_a_run_and_scores(tmp_path):
     again = score_pool(store, str(directory), pool="all", batch_size=4)
     assert again["items_cached"] == 20 and again["run_id"] != summary["run_id"]
     assert store.scores_for(again["run_id"]) == scores
+
+
+def _shared_history_items(n_prompts: int = 6, per_prompt: int = 5):
+    """Best-of-N-like items: several responses of different lengths to one long history each."""
+    items = []
+    for p in range(n_prompts):
+        history = [{"role": "user", "content": f"prompt {p}: " + "tell me about the quick brown fox. " * (4 + p)}]
+        for k in range(per_prompt):
+            items.append((history, [{"role": "assistant", "content": f"answer {k} " + "a lazy dog. " * (1 + 3 * k)}]))
+    return items
+
+
+def test_pack_continuations_lays_out_histories_and_ends():
+    from skyrm.rm.data import pack_continuations
+
+    batch = pack_continuations([([1, 2, 3], [[4], [5, 6]]), ([7, 8], [[9, 10, 11]])], pad_id=0)
+    assert batch.prefix_ids.tolist() == [[1, 2, 3], [7, 8, 0]]
+    assert batch.prefix_mask.tolist() == [[1, 1, 1], [1, 1, 0]]
+    assert batch.end_ids.tolist() == [[4, 0, 0], [5, 6, 0], [9, 10, 11]]
+    assert batch.rows.tolist() == [0, 0, 1]
+    assert batch.starts.tolist() == [3, 3, 2]
+    assert batch.last.tolist() == [0, 1, 2]
+    assert batch.tokens == 5 + 6
+
+
+@pytest.mark.parametrize("batch_size", [2, 3, 16])
+def test_shared_history_scoring_equals_scoring_each_item(tmp_path, batch_size):
+    """A history run once into a KV cache gives each response the reward it gets on its own."""
+    directory = tiny_decoder(tmp_path / "m")
+    items = _shared_history_items() + _items(6)
+    shared = load_reward_model(str(directory), device="cpu", shared_prefix="on")
+    plain = load_reward_model(str(directory), device="cpu")
+    with_sharing = shared.rewards(items, batch_size=batch_size)
+    without = plain.rewards(items, batch_size=batch_size)
+    alone = [plain.rewards([item], batch_size=1)[0] for item in items]
+    assert shared.stats["shared_history_items"] >= 30
+    assert shared.stats["shared_history_tokens_saved"] > 0
+    assert shared.stats["shared_history"].startswith("on (checked")
+    assert plain.stats["shared_history_items"] == 0
+    assert max(abs(a - b) for a, b in zip(with_sharing, without)) < 1e-4
+    assert max(abs(a - b) for a, b in zip(with_sharing, alone)) < 1e-4
+    assert len(set(round(x, 5) for x in with_sharing)) > 20  # not a constant
+
+
+def test_batch_size_one_scores_each_item_on_its_own(tmp_path):
+    model = load_reward_model(str(tiny_decoder(tmp_path / "m")), device="cpu", shared_prefix="on")
+    model.rewards(_shared_history_items(2, 3), batch_size=1)
+    assert model.stats["shared_history_items"] == 0
+
+
+def test_shared_history_is_not_used_for_encoders_or_sliding_windows(tmp_path):
+    encoder = load_reward_model(str(tiny_encoder(tmp_path / "enc")), device="cpu", shared_prefix="on")
+    encoder.rewards(_shared_history_items(2, 3))
+    assert encoder.stats["shared_history_items"] == 0
+    decoder = load_reward_model(str(tiny_decoder(tmp_path / "dec")), device="cpu", shared_prefix="on")
+    assert decoder.reader.continues_from_cache
+    config = decoder.model.config
+    config.layer_types = ["sliding_attention", "full_attention"]  # Gemma-3 style: windows in cache slots
+    assert not decoder.reader.continues_from_cache
+    config.layer_types = ["full_attention", "full_attention"]
+    config.sliding_window = 64  # Mistral style (this Llama ignores it, so the plain scoring still runs)
+    decoder.rewards(_shared_history_items(2, 3))
+    assert decoder.stats["shared_history_items"] == 0
+
+
+def test_shared_prefix_setting_is_checked(tmp_path):
+    from skyrm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="shared prefix"):
+        load_reward_model(str(tiny_decoder(tmp_path / "m")), device="cpu", shared_prefix="auto")

@@ -29,6 +29,10 @@ def eval_(
                                               "not an official figure).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of PPE's best-of-N subsampling (and of --compare).")] = 0,
     bon_draws: Annotated[int, typer.Option(help="Random N-subsets per prompt and N for best-of-N curves.")] = 16,
+    shared_prefix: Annotated[str, typer.Option(
+        help="on: a decoder runs a history shared by several responses (best-of-N lists, RM-Bench's six) once "
+             "and continues each response from its KV cache; checked against plain scoring on the first batch.",
+        metavar="on|off")] = "off",
     compare: Annotated[tuple[Path, Path] | None, typer.Option(
         help="Compare two results (results.json files or --out directories) instead: B - A per benchmark "
              "with paired bootstrap 95% intervals.", metavar="A B")] = None,
@@ -63,7 +67,8 @@ def eval_(
     if not model:
         raise ConfigError("give --model DIR to evaluate, or --compare A B to compare two results")
     config = EvalConfig(model=model, benches=tuple(parse_bench(spec) for spec in bench or []),
-                        batch_size=batch_size, max_length=max_length, limit=limit, seed=seed, bon_draws=bon_draws)
+                        batch_size=batch_size, max_length=max_length, limit=limit, seed=seed, bon_draws=bon_draws,
+                        shared_prefix=shared_prefix)
     loaded = load_all(config)  # a bad benchmark file fails here, before any model work
     store = open_store(db, create=True)  # the store is the rewards cache: create one on first use
     with progress_bar("eval", enabled=not json_) as progress:

@@ -107,6 +107,9 @@ def score(
     batch_size: Annotated[int, typer.Option(help="Sequences per forward pass.")] = 16,
     device: Annotated[Optional[str], typer.Option(help="cpu or cuda (default: cuda if present).")] = None,
     dtype: Annotated[Optional[str], typer.Option(help="fp32, bf16 or fp16 (default fp32 on CPU).")] = None,
+    shared_prefix: Annotated[str, typer.Option(
+        help="on: a decoder runs each pair's shared history once and continues both responses from its KV "
+             "cache; checked against plain scoring on the first batch.", metavar="on|off")] = "off",
     json_: JsonOption = False,
 ) -> None:
     """Score pairs with a reward model into the store: r_chosen, r_rejected, p = σ(r_chosen − r_rejected).
@@ -121,7 +124,7 @@ def score(
     store = open_store(db)
     with progress_bar("score", enabled=not json_) as progress:
         result = score_pool(store, model, pool=pool, batch_size=batch_size, progress=progress, device=device,
-                            dtype=dtype)
+                            dtype=dtype, shared_prefix=shared_prefix)
     if json_:
         print_json(result)
         return

@@ -43,6 +43,7 @@ class EvalConfig:
     limit: int | None = None  # first N examples of each file: a quick look, not an official figure
     seed: int = 0  # best-of-N subsampling
     bon_draws: int = 16  # random N-subsets per prompt and N
+    shared_prefix: str = "off"  # "on": decoders run a history shared by several responses once
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -53,6 +54,8 @@ class EvalConfig:
             raise ConfigError("--limit must be at least 1")
         if self.bon_draws < 1:
             raise ConfigError("--bon-draws must be at least 1")
+        if self.shared_prefix not in ("on", "off"):
+            raise ConfigError("--shared-prefix takes 'on' or 'off'")
 
 
 def parse_bench(spec: str) -> tuple[str, str]:
@@ -171,7 +174,7 @@ def run_eval(store: Store | None, config: EvalConfig, *, model: Any = None, load
     if model is None:
         if not config.model:
             raise ConfigError("give --model DIR (a reward model checkpoint) to evaluate")
-        model = load_reward_model(config.model, max_length=config.max_length)
+        model = load_reward_model(config.model, max_length=config.max_length, shared_prefix=config.shared_prefix)
     run_id = store.start_run("eval", asdict(config), name=os.path.basename(os.path.normpath(config.model or "model"))) \
         if store is not None else None
 

@@ -20,6 +20,9 @@ their rendered history, so ``pack_pairs`` lays a pair out as one row
 history but not to the chosen end, and restarts its positions where the
 history stops. A causal model computes exactly what two separate rows would
 give, with the history's tokens run once (HH-RLHF, SmolLM2: 1.5x fewer tokens).
+Scoring uses the same idea for any number of responses to one history:
+``pack_continuations`` lays out histories and response ends for a model that
+runs each history once into a KV cache and continues every response from it.
 
 Deliberately not here: models, losses, the store.
 """
@@ -353,6 +356,44 @@ def pack_pairs(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int
     mask = causal[None] & (key != PAD) & (query != PAD) & ~((query == REJECTED_END) & (key == CHOSEN_END))
     mask |= torch.eye(width, dtype=torch.bool)[None] & (query == PAD)
     return PackedPairs(ids, positions, mask[:, None], torch.tensor(chosen_at), torch.tensor(rejected_at), tokens)
+
+
+@dataclass
+class PrefixBatch:
+    """Responses that continue shared histories (see ``pack_continuations``)."""
+
+    prefix_ids: "torch.Tensor"   # [G, P] histories, right-padded
+    prefix_mask: "torch.Tensor"  # [G, P]
+    end_ids: "torch.Tensor"      # [N, R] response ends, right-padded
+    end_mask: "torch.Tensor"     # [N, R]
+    rows: "torch.Tensor"         # [N] the history row each end continues
+    starts: "torch.Tensor"       # [N] position of each end's first token (its history's length)
+    last: "torch.Tensor"         # [N] index of each end's last token in end_ids
+    tokens: int                  # real tokens run
+
+    def to(self, device: str) -> "PrefixBatch":
+        return PrefixBatch(*(t.to(device) for t in (self.prefix_ids, self.prefix_mask, self.end_ids, self.end_mask,
+                                                     self.rows, self.starts, self.last)), self.tokens)
+
+
+def pack_continuations(chunks: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]], pad_id: int) -> PrefixBatch:
+    """Chunks of (history ids, [end ids, ...]) as one batch: row g of the histories, its ends after it.
+
+    An item's ids are ``history + end``; the history is right-padded so every
+    end's positions continue from its own history's length.
+    """
+    import torch
+
+    prefixes = [list(prefix) for prefix, _ in chunks]
+    ends = [list(end) for _, chunk_ends in chunks for end in chunk_ends]
+    if any(not end for end in ends) or any(not prefix for prefix in prefixes):
+        raise ModelError("a shared history and each response end need at least one token")
+    prefix_ids, prefix_mask = pad_batch(prefixes, pad_id, side="right")
+    end_ids, end_mask = pad_batch(ends, pad_id, side="right")
+    rows = [g for g, (_, chunk_ends) in enumerate(chunks) for _ in chunk_ends]
+    return PrefixBatch(prefix_ids, prefix_mask, end_ids, end_mask, torch.tensor(rows),
+                       torch.tensor([len(prefixes[g]) for g in rows]), torch.tensor([len(e) - 1 for e in ends]),
+                       sum(map(len, prefixes)) + sum(map(len, ends)))
 
 
 def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int, *, side: str = "right",

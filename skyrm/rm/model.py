@@ -36,7 +36,7 @@ from skyrm.models import OFFLINE_MODELS, cache_dir, canonical_name, minilm_dir, 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from skyrm.rm.data import PackedPairs
+    from skyrm.rm.data import PackedPairs, PrefixBatch
 
 HEAD_NAMES = ("score", "classifier", "v_head")
 
@@ -358,3 +358,42 @@ class RewardReader:
         out = out.float()[..., 0]
         rows = torch.arange(out.shape[0], device=out.device)
         return out[rows, batch.chosen_at], out[rows, batch.rejected_at]
+
+    @property
+    def continues_from_cache(self) -> bool:
+        """True for decoders whose attention sees positions only through position ids (no sliding window)."""
+        config = getattr(unwrap(self.model), "config", None)
+        if not self.per_position or config is None:
+            return False
+        if any("sliding" in str(kind) for kind in (getattr(config, "layer_types", None) or [])):
+            return False  # windows are counted in cache slots, which padded histories shift
+        return not (getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True))
+
+    def continuations(self, batch: "PrefixBatch") -> "torch.Tensor":
+        """Rewards of responses that share histories: each history runs once into a KV cache,
+        copied to its responses, which continue from it (``pack_continuations`` lays it out)."""
+        import torch
+
+        parameters = inspect.signature(unwrap(self.model).forward).parameters
+        cache_arg = "cache" if "cache" in parameters else "past_key_values"
+        width = batch.prefix_ids.shape[1]
+        positions = torch.arange(width, device=batch.prefix_ids.device)[None].expand(batch.prefix_ids.shape[0], -1)
+        out = self.model(input_ids=batch.prefix_ids, attention_mask=batch.prefix_mask, position_ids=positions,
+                         use_cache=True)
+        cache = getattr(out, "cache", None)
+        if cache is None:
+            cache = getattr(out, "past_key_values", None)
+        if cache is None or not hasattr(cache, "batch_select_indices"):
+            raise ModelError("the model returned no KV cache to continue from")
+        cache.batch_select_indices(batch.rows)
+        mask = torch.cat([batch.prefix_mask[batch.rows], batch.end_mask], dim=1)
+        steps = torch.arange(batch.end_ids.shape[1], device=batch.end_ids.device)
+        self._out = None
+        self.model(input_ids=batch.end_ids, attention_mask=mask, position_ids=batch.starts[:, None] + steps[None],
+                   use_cache=False, **{cache_arg: cache})
+        out = self._out
+        self._out = None
+        if out is None or out.dim() != 3:
+            raise ModelError("continuing from a cache needs a decoder head that scores every position")
+        out = out.float()[..., 0]
+        return out[torch.arange(out.shape[0], device=out.device), batch.last]

@@ -142,8 +142,11 @@ def run_dataset(fast_judge: LlamaCppJudge, naive_judge: LlamaCppJudge, targets: 
         if index in naive_at:
             stats["same_correct"] += correct
             stats["same_consistent"] += consistent
+            # The order that gets the odd vote alternates over (a)'s pairs (not over all pairs: with an
+            # even step every (a) pair would give it to the same order, and a judge that always
+            # answers "1" would score 100% or 0%).
             with naive:
-                ok, agree, valid = naive_vote(naive_judge, pair, shots, budget, votes, seed, index)
+                ok, agree, valid = naive_vote(naive_judge, pair, shots, budget, votes, seed, naive.pairs)
             stats["a_correct"] += ok
             stats["a_valid"] += valid
             if agree is not None:

@@ -230,9 +230,10 @@ def load_reward_model(path_or_name: str, *, device: str | None = None, dtype: An
 
     ``shared_prefix``: "on" runs a history shared by several responses once
     (decoders, checked on the first batch), "off" scores every item on its own.
-    Off by default: on this project's test machine one fresh process of several
-    dozen gave rewards 7e-4 away from plain scoring for one padded history,
-    which has not been explained yet (every other run agreed within 5e-6).
+    Off by default: on a 2-core test machine, 3 of about 20 fresh processes gave
+    rewards up to 7e-4 away from plain scoring on their first batch, for the
+    responses of its one right-padded history; not explained yet (every other
+    run of the same batch agreed within 5e-6).
     """
     if shared_prefix not in ("on", "off"):
         raise ConfigError(f"shared prefix must be 'on' or 'off', got '{shared_prefix}'")

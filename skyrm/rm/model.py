@@ -314,6 +314,9 @@ class RewardReader:
         self._out: Any = None
         self._handle = self.head.register_forward_hook(self._capture)
         self.position_ids = accepts_position_ids(model)
+        # transformers 5 names the KV-cache argument ``cache``; earlier versions ``past_key_values``
+        parameters = inspect.signature(unwrap(model).forward).parameters
+        self.cache_arg = "cache" if "cache" in parameters else "past_key_values"
 
     def _capture(self, module: Any, args: Any, output: Any) -> None:
         self._out = output
@@ -374,8 +377,6 @@ class RewardReader:
         copied to its responses, which continue from it (``pack_continuations`` lays it out)."""
         import torch
 
-        parameters = inspect.signature(unwrap(self.model).forward).parameters
-        cache_arg = "cache" if "cache" in parameters else "past_key_values"
         width = batch.prefix_ids.shape[1]
         positions = torch.arange(width, device=batch.prefix_ids.device)[None].expand(batch.prefix_ids.shape[0], -1)
         out = self.model(input_ids=batch.prefix_ids, attention_mask=batch.prefix_mask, position_ids=positions,
@@ -390,7 +391,7 @@ class RewardReader:
         steps = torch.arange(batch.end_ids.shape[1], device=batch.end_ids.device)
         self._out = None
         self.model(input_ids=batch.end_ids, attention_mask=mask, position_ids=batch.starts[:, None] + steps[None],
-                   use_cache=False, **{cache_arg: cache})
+                   use_cache=False, **{self.cache_arg: cache})
         out = self._out
         self._out = None
         if out is None or out.dim() != 3:

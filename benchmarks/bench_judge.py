@@ -32,6 +32,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from paired import paired_bootstrap  # benchmarks/ is the script's directory, first on sys.path
+
 from skyrm.formats import read_pairs
 from skyrm.judges.llamacpp import LlamaCppJudge
 from skyrm.judges.parsing import parse_choice
@@ -134,11 +136,13 @@ def run_dataset(fast_judge: LlamaCppJudge, naive_judge: LlamaCppJudge, targets: 
     fast, naive = Meter(), Meter()
     stats = Counter()
     evaluated0, reused0 = fast_judge.tokens_evaluated, fast_judge.tokens_reused
+    per_pair: list[dict[str, Any]] = []  # kept so the accuracy difference gets a paired interval
     for index, pair in enumerate(targets):
         with fast:
             correct, consistent = skyrm_vote(fast_judge, pair, shots, budget)
         stats["b_correct"] += correct
         stats["b_consistent"] += consistent
+        record: dict[str, Any] = {"index": index, "b_correct": int(correct), "b_consistent": int(consistent)}
         if index in naive_at:
             stats["same_correct"] += correct
             stats["same_consistent"] += consistent
@@ -149,11 +153,19 @@ def run_dataset(fast_judge: LlamaCppJudge, naive_judge: LlamaCppJudge, targets: 
                 ok, agree, valid = naive_vote(naive_judge, pair, shots, budget, votes, seed, naive.pairs)
             stats["a_correct"] += ok
             stats["a_valid"] += valid
+            record.update(a_correct=int(ok), a_consistent=agree, a_valid_votes=valid)
             if agree is not None:
                 stats["a_both_orders"] += 1
                 stats["a_consistent"] += agree
+        per_pair.append(record)
+        print(f"  pair {index + 1}/{len(targets)}: (b) {stats['b_correct']}/{index + 1} correct, "
+              f"{fast.wall:.0f} s; (a) {stats['a_correct']}/{naive.pairs} correct, {naive.wall:.0f} s",
+              file=sys.stderr, flush=True)
     n, m = len(targets), len(naive_at)
+    on_naive = [r for r in per_pair if "a_correct" in r]
     return {
+        "per_pair": per_pair,
+        "accuracy_delta_ci": paired_bootstrap([r["b_correct"] for r in on_naive], [r["a_correct"] for r in on_naive]),
         "skyrm": {"pairs": n, "accuracy": stats["b_correct"] / n, "consistency": stats["b_consistent"] / n,
                   **fast.as_dict(), "tokens_evaluated": fast_judge.tokens_evaluated - evaluated0,
                   "tokens_reused": fast_judge.tokens_reused - reused0},
@@ -174,18 +186,20 @@ def render(rows: list[dict[str, Any]]) -> Table:
     the steady state of a labelling run), the length baseline; ratios in wall and CPU time."""
     table = Table(title="judge benchmark: (a) naive 5-vote sampling vs (b) skyrm both-order logprob + prefix reuse")
     for column in ("model", "dataset", "method", "pairs", "accuracy", "position consistency", "pairs/s",
-                   "CPU s/pair", "(b)/(a) wall", "(b)/(a) CPU"):
+                   "CPU s/pair", "(b)/(a) wall", "(b)/(a) CPU", "(b)−(a) acc, pts [95% CI]"):
         table.add_column(column)
     for row in rows:
         s, h, a = row["skyrm"], row["skyrm_on_naive_pairs"], row["naive"]
         table.add_row(row["model"], row["dataset"], "(a) naive sampled x5", str(a["pairs"]), f"{a['accuracy']:.3f}",
-                      f"{a['consistency']:.3f}", f"{a['pairs_per_s']:.4f}", f"{a['cpu_s_per_pair']:.1f}", "", "")
+                      f"{a['consistency']:.3f}", f"{a['pairs_per_s']:.4f}", f"{a['cpu_s_per_pair']:.1f}", "", "", "")
+        ci = row.get("accuracy_delta_ci")  # absent in files written before it was recorded
+        delta = f"{100 * (h['accuracy'] - a['accuracy']):+.1f} [{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else ""
         table.add_row("", "", "(b) skyrm, (a)'s pairs", str(h["pairs"]), f"{h['accuracy']:.3f}",
-                      f"{h['consistency']:.3f}", "", "", "", "")
+                      f"{h['consistency']:.3f}", "", "", "", "", delta)
         table.add_row("", "", "(b) skyrm, all pairs", str(s["pairs"]), f"{s['accuracy']:.3f}",
                       f"{s['consistency']:.3f}", f"{s['pairs_per_s']:.4f}", f"{s['cpu_s_per_pair']:.1f}",
-                      f"{row['speedup']:.1f}x", f"{row['speedup_cpu']:.1f}x")
-        table.add_row("", "", "prefer longer", str(row["n"]), f"{row['longer_baseline']:.3f}", "", "", "", "", "")
+                      f"{row['speedup']:.1f}x", f"{row['speedup_cpu']:.1f}x", "")
+        table.add_row("", "", "prefer longer", str(row["n"]), f"{row['longer_baseline']:.3f}", "", "", "", "", "", "")
     return table
 
 
@@ -207,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, default=None, help="print the table of a saved --json file and exit")
     args = parser.parse_args(argv)
     naive_n = args.naive_n if args.naive_n is not None else args.n
-    console = Console(width=150)
+    console = Console(width=180)
     if args.report:
         console.print(render(json.loads(args.report.read_text())["rows"]))
         return 0

@@ -46,6 +46,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from paired import paired_bootstrap  # benchmarks/ is the script's directory, first on sys.path
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -124,16 +126,6 @@ def held_out_correct(reader: Any, data: dict[str, Any], pad_id: int, batch_size:
             for i, c, r in zip(batch, chosen.tolist(), rejected.tolist()):
                 correct[i] = int(c > r)
     return correct
-
-
-def paired_bootstrap(a: list[int], b: list[int], draws: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% interval of mean(a) - mean(b) over the same held-out pairs, in points."""
-    import random
-
-    rng = random.Random(seed)
-    n = len(a)
-    deltas = sorted(sum(a[j] - b[j] for j in (rng.randrange(n) for _ in range(n))) / n for _ in range(draws))
-    return round(100 * deltas[int(0.025 * draws)], 1), round(100 * deltas[int(0.975 * draws) - 1], 1)
 
 
 def worker_trl(data: dict[str, Any], method: str, batch_size: int, seed: int, config: str) -> dict[str, Any]:

@@ -249,6 +249,8 @@ def test_resolve_targets(store, tmp_path):
     ids = sorted(p.id for p in pairs)
     assert resolve_targets(store, "unverified") == ids
     assert resolve_targets(store, ",".join(ids[:2])) == ids[:2]
+    many = ",".join(ids * 4)  # 12 ids: longer than a file name may be; read as ids, repeats dropped
+    assert len(many) > 255 and resolve_targets(store, many) == ids
     file = tmp_path / "ids.txt"
     file.write_text(ids[2] + "\n" + ids[0] + "\n")
     assert resolve_targets(store, str(file), limit=1) == [ids[2]]

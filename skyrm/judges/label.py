@@ -115,9 +115,8 @@ _HEX_ID = re.compile(r"[0-9a-f]{32}")
 
 def resolve_targets(store: Store, pool: str, limit: int | None = None) -> list[str]:
     """Pair ids from a pool name, a source name, a file of ids, or comma-separated ids."""
-    path = Path(pool)
-    if path.is_file():
-        ids = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if _is_file(pool):
+        ids = [line.strip() for line in Path(pool).read_text(encoding="utf-8").splitlines() if line.strip()]
     elif "," in pool or _HEX_ID.fullmatch(pool):
         ids = [part.strip() for part in pool.split(",") if part.strip()]
     else:
@@ -129,6 +128,14 @@ def resolve_targets(store: Store, pool: str, limit: int | None = None) -> list[s
         raise InputError(f"{len(unknown)} pair id(s) not in the store, e.g. {unknown[0]}: check --pool")
     ids = list(dict.fromkeys(ids))
     return ids[:limit] if limit is not None else ids
+
+
+def _is_file(name: str) -> bool:
+    """True for an existing file; a long list of ids is no file name (the OS refuses to stat it)."""
+    try:
+        return Path(name).is_file()
+    except OSError:
+        return False
 
 
 def dedup_key(pair_id: str, producer: str, prompt_version: str, params: dict[str, Any], round_: int) -> str:

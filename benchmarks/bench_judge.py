@@ -12,7 +12,8 @@ harmless), for each offline instruct GGUF, in the same run:
 Both see the same prompt text (guideline, the same gold examples from the same
 data set, the target pair). Reported per model and data set: accuracy against the
 known labels, position consistency (both orders agree), pairs/s, and the ratio
-(b)/(a); plus the "prefer the longer response" baseline. Tiny models are weak
+(b)/(a), and a paired-bootstrap 95% interval on (b) - (a) accuracy over (a)'s pairs;
+plus the "prefer the longer response" baseline. Tiny models are weak
 judges: the point is the machinery and its speed, quality comes with larger GGUFs.
 
   python benchmarks/bench_judge.py --n 100 --naive-n 20 --json out/bench_judge.json

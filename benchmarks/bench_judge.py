@@ -135,46 +135,42 @@ def run_dataset(fast_judge: LlamaCppJudge, naive_judge: LlamaCppJudge, targets: 
     step = max(1, len(targets) // max(1, naive_n))
     naive_at = set(range(0, len(targets), step)[:naive_n])
     fast, naive = Meter(), Meter()
-    stats = Counter()
     evaluated0, reused0 = fast_judge.tokens_evaluated, fast_judge.tokens_reused
-    per_pair: list[dict[str, Any]] = []  # kept so the accuracy difference gets a paired interval
+    per_pair: list[dict[str, Any]] = []  # every figure below is a mean over these records
     for index, pair in enumerate(targets):
         with fast:
             correct, consistent = skyrm_vote(fast_judge, pair, shots, budget)
-        stats["b_correct"] += correct
-        stats["b_consistent"] += consistent
         record: dict[str, Any] = {"index": index, "b_correct": int(correct), "b_consistent": int(consistent)}
         if index in naive_at:
-            stats["same_correct"] += correct
-            stats["same_consistent"] += consistent
             # The order that gets the odd vote alternates over (a)'s pairs (not over all pairs: with an
             # even step every (a) pair would give it to the same order, and a judge that always
             # answers "1" would score 100% or 0%).
             with naive:
                 ok, agree, valid = naive_vote(naive_judge, pair, shots, budget, votes, seed, naive.pairs)
-            stats["a_correct"] += ok
-            stats["a_valid"] += valid
             record.update(a_correct=int(ok), a_consistent=agree, a_valid_votes=valid)
-            if agree is not None:
-                stats["a_both_orders"] += 1
-                stats["a_consistent"] += agree
         per_pair.append(record)
-        print(f"  pair {index + 1}/{len(targets)}: (b) {stats['b_correct']}/{index + 1} correct, "
-              f"{fast.wall:.0f} s; (a) {stats['a_correct']}/{naive.pairs} correct, {naive.wall:.0f} s",
-              file=sys.stderr, flush=True)
-    n, m = len(targets), len(naive_at)
+        print(f"  pair {index + 1}/{len(targets)}: (b) {sum(r['b_correct'] for r in per_pair)}/{index + 1} correct, "
+              f"{fast.wall:.0f} s; (a) {sum(r.get('a_correct', 0) for r in per_pair)}/{naive.pairs} correct, "
+              f"{naive.wall:.0f} s", file=sys.stderr, flush=True)
     on_naive = [r for r in per_pair if "a_correct" in r]
+    both_orders = [r["a_consistent"] for r in on_naive if r["a_consistent"] is not None]
+
+    def mean(records: list[dict[str, Any]], key: str) -> float:
+        return sum(r[key] for r in records) / len(records)
+
     return {
         "per_pair": per_pair,
         "accuracy_delta_ci": paired_bootstrap([r["b_correct"] for r in on_naive], [r["a_correct"] for r in on_naive]),
-        "skyrm": {"pairs": n, "accuracy": stats["b_correct"] / n, "consistency": stats["b_consistent"] / n,
-                  **fast.as_dict(), "tokens_evaluated": fast_judge.tokens_evaluated - evaluated0,
+        "skyrm": {"pairs": len(per_pair), "accuracy": mean(per_pair, "b_correct"),
+                  "consistency": mean(per_pair, "b_consistent"), **fast.as_dict(),
+                  "tokens_evaluated": fast_judge.tokens_evaluated - evaluated0,
                   "tokens_reused": fast_judge.tokens_reused - reused0},
-        "skyrm_on_naive_pairs": {"pairs": m, "accuracy": stats["same_correct"] / m,
-                                 "consistency": stats["same_consistent"] / m},
-        "naive": {"pairs": m, "accuracy": stats["a_correct"] / m,
-                  "consistency": stats["a_consistent"] / stats["a_both_orders"] if stats["a_both_orders"] else 0.0,
-                  "valid_vote_rate": stats["a_valid"] / (votes * m), **naive.as_dict()},
+        "skyrm_on_naive_pairs": {"pairs": len(on_naive), "accuracy": mean(on_naive, "b_correct"),
+                                 "consistency": mean(on_naive, "b_consistent")},
+        "naive": {"pairs": len(on_naive), "accuracy": mean(on_naive, "a_correct"),
+                  "consistency": sum(both_orders) / len(both_orders) if both_orders else 0.0,
+                  "valid_vote_rate": sum(r["a_valid_votes"] for r in on_naive) / (votes * len(on_naive)),
+                  **naive.as_dict()},
     }
 
 

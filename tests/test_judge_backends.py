@@ -77,6 +77,76 @@ def tiny_hf(tmp_path_factory):
 
 
 # ------------------------------------------------------------------ llama.cpp
+SAPPHIRE_RAPIDS = frozenset("fpu sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8".split())
+ICE_LAKE = frozenset("fpu sse2 avx2 avx512f avx512_vnni".split())
+AVX2_ONLY = frozenset("fpu sse2 avx2 fma".split())
+
+
+@pytest.mark.parametrize("flags, info, option, expected", [
+    (SAPPHIRE_RAPIDS, "", None, False),  # AMX: repacking crashes on decode
+    (SAPPHIRE_RAPIDS, "", "auto", False),
+    (SAPPHIRE_RAPIDS, "", "on", True),  # the user's explicit choice wins
+    (ICE_LAKE, "", None, True),
+    (AVX2_ONLY, "", None, True),
+    (AVX2_ONLY, "", "off", False),
+    (frozenset(), "CPU : AVX2 = 1 | AMX_INT8 = 1 |", None, False),  # the build reports AMX (no /proc flags)
+    (frozenset(), "CPU : AVX2 = 1 |", None, True),  # e.g. macOS: no /proc/cpuinfo, no AMX in the build
+])
+def test_repack_decision_follows_the_cpu(flags, info, option, expected):
+    from skyrm.judges.llamacpp import choose_repack
+
+    use, reason = choose_repack(option, flags, info)
+    assert use is expected
+    assert reason  # every decision says why
+
+
+def test_repack_option_rejects_unknown_values():
+    from skyrm.errors import ModelError
+    from skyrm.judges.llamacpp import choose_repack
+
+    with pytest.raises(ModelError, match="repack='maybe'"):
+        choose_repack("maybe", AVX2_ONLY)
+
+
+def test_cpu_flags_reads_proc_cpuinfo(tmp_path):
+    from skyrm.judges.llamacpp import cpu_flags
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 amx_tile amx_int8\n\nprocessor\t: 1\n")
+    assert cpu_flags(str(cpuinfo)) == {"fpu", "avx2", "amx_tile", "amx_int8"}
+    assert cpu_flags(str(tmp_path / "missing")) == frozenset()
+
+
+def test_server_wrapper_takes_out_only_its_own_flag():
+    from skyrm.judges.llamacpp_server import split_repack
+
+    assert split_repack(["--model", "m.gguf", "--repack", "off", "--port", "1"]) == ("off", ["--model", "m.gguf",
+                                                                                              "--port", "1"])
+    assert split_repack(["--repack=on", "--model", "m.gguf"]) == ("on", ["--model", "m.gguf"])
+    assert split_repack(["--model", "m.gguf"]) == (None, ["--model", "m.gguf"])
+
+
+@pytest.mark.slow
+def test_llamacpp_loads_with_the_decided_repack(smollm2):
+    from skyrm.judges.llamacpp import repack_decision
+
+    expected, _ = repack_decision()
+    # the parameter reached the model llama.cpp loaded, and the judge reports it
+    assert smollm2.llm.model_params.use_extra_bufts is expected
+    assert smollm2.runtime["repack"] is expected
+    forced = load_judge("llamacpp:smollm2?n_ctx=256&threads=1&repack=off")
+    try:
+        assert forced.llm.model_params.use_extra_bufts is False
+        assert forced.runtime == {"repack": False, "repack_reason": "repack=off was asked for"}
+        assert forced.choice_logprobs([Prompt(({"role": "user", "content": "Say 1 or 2."},), "Answer: ")],
+                                      ("1", "2"))[0]["1"] < 0  # it decodes
+    finally:
+        forced.close()
+    import llama_cpp.llama_cpp as low
+
+    assert low.llama_model_default_params().use_extra_bufts is True  # the defaults are restored after loading
+
+
 @pytest.mark.slow
 def test_llamacpp_prefix_reuse_equals_fresh_eval(smollm2):
     right, wrong = _prompt("4", "5"), _prompt("5", "4")
@@ -167,7 +237,7 @@ def server(tmp_path_factory):
     log = tmp_path_factory.mktemp("server") / "server.log"
     handle = open(log, "wb")  # a file, not a pipe: llama.cpp logs more than a pipe buffer holds
     process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
+        [sys.executable, "-m", "skyrm.judges.llamacpp_server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
          "--n_ctx", "2048", "--logits_all", "true", "--n_threads", "2", "--model_alias", "smollm2"],
         stdout=handle, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/v1"

@@ -88,6 +88,10 @@ def judge(
                   f"{summary.pairs_per_second:.2f}", str(summary.model_calls), str(summary.cache_hits))
     console.print(table)
     console.print(f"judges: {', '.join(summary.producers)} (run {summary.run_id})", highlight=False)
+    for producer, runtime in zip(summary.producers, summary.runtimes):
+        if "repack" in runtime:
+            console.print(f"  {producer}: weight repacking {'on' if runtime['repack'] else 'off'} "
+                          f"({runtime['repack_reason']})", highlight=False)
     for failure in summary.failures[:10]:
         console.print(f"  failed {failure['pair_id']} ({failure['producer']}): {failure['error']}", highlight=False)
 

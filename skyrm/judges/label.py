@@ -97,6 +97,7 @@ class JudgeSummary:
     failures: list[dict[str, str]] = field(default_factory=list)
     run_id: int | None = None
     producers: list[str] = field(default_factory=list)
+    runtimes: list[dict[str, Any]] = field(default_factory=list)  # per judge: e.g. llama.cpp's repack choice
 
     @property
     def pairs_per_second(self) -> float:
@@ -264,6 +265,7 @@ def label_pairs(store: Store, config: JudgeConfig, *, judges: Sequence[Judge] | 
     if len(set(producers)) != len(producers):
         raise ConfigError(f"the same model is given twice as a judge: {', '.join(producers)}")
     summary.producers = producers
+    summary.runtimes = [dict(getattr(judge, "runtime", {})) for judge in loaded]
     params = config.label_params()
     merged_producer = "merge:" + "+".join(producers) if len(runners) > 1 else None
     final_producer = merged_producer or producers[0]
@@ -273,7 +275,7 @@ def label_pairs(store: Store, config: JudgeConfig, *, judges: Sequence[Judge] | 
     summary.already_done = len(target_ids) - len(pending)
 
     run_config = {**asdict(config), "prompt_version": prompt_version, "producers": producers,
-                  "fingerprints": [j.fingerprint for j in loaded]}
+                  "fingerprints": [j.fingerprint for j in loaded], "runtimes": summary.runtimes}
     run_id = store.start_run("judge", run_config)
     summary.run_id = run_id
     selector = ExampleSelector(store, seed=config.seed) if config.shots else None

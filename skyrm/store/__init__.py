@@ -365,15 +365,6 @@ class Store:
             self.db.conn.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?)",
                                      ((model, item, dim, blob) for item, blob in vectors.items()))
 
-    def get_embeddings(self, model: str, pair_ids: Iterable[str]) -> dict[str, bytes]:
-        return dict(self._query_in("SELECT pair_id, vector FROM embeddings WHERE model = ? AND pair_id IN ({marks})",
-                                   pair_ids, [model]))
-
-    def put_embeddings(self, model: str, vectors: dict[str, bytes], dim: int) -> None:
-        with self.transaction():
-            self.db.conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?)",
-                                     ((pair_id, model, dim, blob) for pair_id, blob in vectors.items()))
-
     def cache_get(self, key: str) -> Any | None:
         rows = self._query("SELECT output FROM judge_cache WHERE key = ?", [key])
         return json.loads(rows[0][0]) if rows else None
@@ -461,3 +452,124 @@ class Store:
             "quarantine": self._query("SELECT COUNT(*) FROM quarantine")[0][0],
             "runs": runs,
         }
+
+    # ===================================================== embeddings and retrieval (issue 13)
+    # Vectors are float32 little-endian blobs. An embedding space is (fingerprint, recipe):
+    # the encoder's files and pooling, and the text that was embedded (skyrm/embed.py).
+    def embedding_todo(self, fingerprint: str, recipe: str, pool: str | None = None, *,
+                       with_attributes: bool = False, limit: int | None = None) -> list[str]:
+        """Ids of a pool's pairs without a current embedding in the space, in id order.
+
+        With ``with_attributes`` an embedding made before the pair's latest attributes
+        row (or without it) is not current.
+        """
+        where, params = self._pool_where(pool, None, None)
+        current = "e.fingerprint = ? AND e.recipe = ? AND e.pair_id = p.id"
+        if with_attributes:
+            current += " AND e.attributes_id IS (SELECT MAX(a.id) FROM attributes a WHERE a.pair_id = p.id)"
+        cond = (" AND " if where else " WHERE ") + f"NOT EXISTS (SELECT 1 FROM embeddings e WHERE {current})"
+        sql = f"SELECT p.id FROM pairs p JOIN pair_status s ON s.pair_id = p.id{where}{cond} ORDER BY p.id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [r[0] for r in self._query(sql, [*params, fingerprint, recipe])]
+
+    def latest_attribute_ids(self, pair_ids: Iterable[str]) -> dict[str, int]:
+        """The id of each pair's latest attributes row (pairs without attributes are left out)."""
+        return dict(self._query_in("SELECT pair_id, MAX(id) FROM attributes WHERE pair_id IN ({marks}) "
+                                   "GROUP BY pair_id", pair_ids))
+
+    def put_embeddings(self, rows: Iterable[tuple[str, str, str, str, int | None, int, bytes]]) -> int:
+        """Store (pair_id, model, recipe, fingerprint, attributes_id, dim, vector) rows in one
+        transaction, replacing a pair's earlier vector in the same space; returns the count."""
+        stamp = now()
+        batch = [(*row, stamp) for row in rows]
+        with self.transaction():
+            self.db.conn.executemany(
+                "INSERT INTO embeddings (pair_id, model, recipe, fingerprint, attributes_id, dim, vector, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (fingerprint, recipe, pair_id) DO UPDATE SET "
+                "model = excluded.model, attributes_id = excluded.attributes_id, dim = excluded.dim, "
+                "vector = excluded.vector, created_at = excluded.created_at", batch)
+        return len(batch)
+
+    def get_embeddings(self, fingerprint: str, recipe: str, pair_ids: Iterable[str]) -> dict[str, bytes]:
+        """Stored vectors of one space by pair id (pairs without one are left out)."""
+        return dict(self._query_in("SELECT pair_id, vector FROM embeddings WHERE fingerprint = ? AND recipe = ? "
+                                   "AND pair_id IN ({marks})", pair_ids, [fingerprint, recipe]))
+
+    def iter_embeddings(self, fingerprint: str, recipe: str, pool: str | None = None, *,
+                        without_label_kind: str | None = None, batch: int = 10_000
+                        ) -> Iterator[list[tuple[str, bytes]]]:
+        """Batches of (pair_id, vector) of a pool's pairs in one space, in id order.
+
+        ``without_label_kind`` leaves out pairs that already have a label of that kind
+        (a contested LLM verdict leaves a pair unverified but labelled).
+        """
+        where, params = self._pool_where(pool, None, None)
+        conds = ["e.fingerprint = ?", "e.recipe = ?"]
+        extra: list[Any] = [fingerprint, recipe]
+        if without_label_kind is not None:
+            conds.append("NOT EXISTS (SELECT 1 FROM labels l WHERE l.pair_id = p.id AND l.kind = ?)")
+            extra.append(without_label_kind)
+        cond = (" AND " if where else " WHERE ") + " AND ".join(conds)
+        cursor = self.db.conn.execute(
+            f"SELECT p.id, e.vector FROM pairs p JOIN pair_status s ON s.pair_id = p.id "
+            f"JOIN embeddings e ON e.pair_id = p.id{where}{cond} ORDER BY p.id", [*params, *extra])
+        while True:
+            rows = cursor.fetchmany(batch)
+            if not rows:
+                return
+            yield rows
+
+    def embedding_spaces(self, pool: str | None = None) -> list[dict[str, Any]]:
+        """Each (model, fingerprint, recipe) stored, with its dimension and how many of a pool's pairs it
+        covers, most covered first (the latest made first among equals)."""
+        where, params = self._pool_where(pool, None, None)
+        rows = self._query(
+            "SELECT e.model, e.fingerprint, e.recipe, e.dim, COUNT(*), MAX(e.created_at) FROM embeddings e "
+            f"JOIN pairs p ON p.id = e.pair_id JOIN pair_status s ON s.pair_id = p.id{where} "
+            "GROUP BY e.fingerprint, e.recipe, e.model ORDER BY COUNT(*) DESC, MAX(e.created_at) DESC", params)
+        return [{"model": m, "fingerprint": f, "recipe": r, "dim": d, "pairs": n, "latest": t}
+                for m, f, r, d, n, t in rows]
+
+    def add_retrievals(self, run_id: int, round_: int, rows: Iterable[tuple[str, str, float, int, int, float]]
+                       ) -> int:
+        """Record (gold_id, pair_id, similarity, rank, k, p) links of one retrieval run in one
+        transaction; a link already recorded for the round is kept; returns how many were new."""
+        stamp = now()
+        with self.transaction():
+            before = self.db.conn.total_changes
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO retrievals (run_id, round, gold_id, pair_id, similarity, rank, k, p, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, round_, *row, stamp) for row in rows])
+            return self.db.conn.total_changes - before
+
+    def retrievals(self, *, round_: int | None = None, run_id: int | None = None) -> list[dict[str, Any]]:
+        """Recorded links, oldest first, optionally of one round or one run."""
+        where, params = [], []
+        if round_ is not None:
+            where.append("round = ?")
+            params.append(round_)
+        if run_id is not None:
+            where.append("run_id = ?")
+            params.append(run_id)
+        sql = ("SELECT run_id, round, gold_id, pair_id, similarity, rank, k, p FROM retrievals"
+               + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id")
+        keys = ("run_id", "round", "gold_id", "pair_id", "similarity", "rank", "k", "p")
+        return [dict(zip(keys, row)) for row in self._query(sql, params)]
+
+    def retrieved_pair_ids(self, round_: int | None = None, *, unlabelled_kind: str | None = "llm") -> list[str]:
+        """Distinct retrieved pool pairs (of one round, or all), in the order first retrieved,
+        leaving out those that have a label of ``unlabelled_kind`` since."""
+        conds, params = [], []
+        if round_ is not None:
+            conds.append("r.round = ?")
+            params.append(round_)
+        if unlabelled_kind is not None:
+            conds.append("NOT EXISTS (SELECT 1 FROM labels l WHERE l.pair_id = r.pair_id AND l.kind = ?)")
+            params.append(unlabelled_kind)
+        where = (" WHERE " + " AND ".join(conds)) if conds else ""
+        return [r[0] for r in self._query(
+            f"SELECT r.pair_id, MIN(r.id) AS first FROM retrievals r{where} GROUP BY r.pair_id ORDER BY first",
+            params)]
+    # ================================================= end of embeddings and retrieval section

@@ -199,3 +199,49 @@ CREATE TABLE hints (
 );
 CREATE INDEX hints_pair ON hints(pair_id)
 """)
+
+
+@migrations()
+def m004_embedding_spaces_and_retrievals(db: Database) -> None:
+    # Embeddings keyed by (fingerprint, recipe, pair): the fingerprint hashes the encoder's
+    # files and pooling, the recipe names the text that was embedded (issue 13), so two
+    # encoders or two recipes never mix, and `model` keeps the name the user gave.
+    # `attributes_id` is the attributes row a prompt+attributes text included: newer
+    # attributes make the row stale and `skyrm embed` redoes it. m001's table held nothing
+    # recipe-aware (and no code wrote it); its rows are kept under the recipe 'legacy'.
+    # `retrievals` records Stage 1 step 2 (METHOD.md): which pool pair was pulled in,
+    # for which gold pair, at what similarity, rank, k and RM confidence p, in which round.
+    _run(db, """
+CREATE TABLE embeddings_v2 (
+    id INTEGER PRIMARY KEY,
+    pair_id TEXT NOT NULL REFERENCES pairs(id),
+    model TEXT NOT NULL,
+    recipe TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    attributes_id INTEGER,
+    dim INTEGER NOT NULL,
+    vector BLOB NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (fingerprint, recipe, pair_id)
+);
+INSERT INTO embeddings_v2 (pair_id, model, recipe, fingerprint, attributes_id, dim, vector, created_at)
+SELECT pair_id, model, 'legacy', model, NULL, dim, vector, '' FROM embeddings;
+DROP TABLE embeddings;
+ALTER TABLE embeddings_v2 RENAME TO embeddings;
+CREATE INDEX embeddings_pair ON embeddings(pair_id);
+CREATE TABLE retrievals (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    round INTEGER NOT NULL,
+    gold_id TEXT NOT NULL REFERENCES pairs(id),
+    pair_id TEXT NOT NULL REFERENCES pairs(id),
+    similarity REAL NOT NULL,
+    rank INTEGER NOT NULL,
+    k INTEGER NOT NULL,
+    p REAL NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (round, gold_id, pair_id)
+);
+CREATE INDEX retrievals_pair ON retrievals(pair_id);
+CREATE INDEX retrievals_run ON retrievals(run_id)
+""")

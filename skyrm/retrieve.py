@@ -1,0 +1,376 @@
+"""Error-driven adaptive retrieval (METHOD.md Stage 1 step 2): ``skyrm retrieve`` as a library call.
+
+For each gold pair the current reward model's confidence in the human label is
+``p = σ(r(y_w) − r(y_l))``; the pair pulls ``k = adaptive_k(p, k_max)`` nearest
+neighbours out of the unverified pool (all ``k_max`` where the RM is wrong, fewer the
+surer it is right). Neighbours are by cosine similarity of the embeddings that
+``skyrm embed`` stored (one (encoder fingerprint, recipe) space for queries and pool).
+
+- ``adaptive_k`` is the rule as a pure function.
+- ``exact_top_k`` is exact cosine top-k by chunked matrix products: the pool is walked
+  in chunks of rows (each converted to float32 once), every query chunk is multiplied
+  with it, and only entries at or above a query's current k-th best score are merged
+  into its running top-k, so memory is the pool matrix plus one chunk's products, never
+  a full similarity matrix. Ties go to the lower pool index. ``faiss_top_k`` gives the
+  same neighbours with faiss-cpu's ``IndexFlatIP`` where it is installed (it needs a
+  float32 copy of the pool; ties within float rounding may order differently).
+- ``retrieve`` scores the gold pairs (a finished ``skyrm score`` run of the same model
+  directory newer than its files is reused; otherwise ``rm.score.score_pool`` runs, whose
+  rewards cache recomputes nothing already scored), searches the pool (pairs that are
+  unverified, have no label of the kind the next step produces, and are not a query),
+  and records every (gold, neighbour) link with similarity, rank, k, p, round and run
+  in the ``retrievals`` table. A pool pair found by two gold pairs is one target and two
+  links. ``skyrm judge --pool retrieved[:ROUND]`` labels the targets not yet labelled.
+
+Deliberately not here: computing embeddings (embed.py), labelling (judges).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skyrm.errors import ConfigError, InputError
+
+Progress = Callable[[int, "int | None", str], None]
+K_MAX = 8
+BACKENDS = ("numpy", "faiss")
+DTYPES = {"float32": np.float32, "float16": np.float16}
+# Products of one query chunk and one pool chunk: 1024 x 16384 float32 = 64 MiB.
+QUERY_CHUNK = 1024
+POOL_CHUNK = 16384
+SUB = 64  # columns per group in the candidate scan (POOL_CHUNK is a multiple)
+# ceil() of a product that float rounding pushed just above an integer (8 * (1 - 0.75) is exact,
+# but e.g. 5 * (1 - 0.8) = 1.0000000000000002) must not add a neighbour.
+_K_EPS = 1e-9
+
+
+# ------------------------------------------------------------------ the rule
+def adaptive_k(p: float, k_max: int = K_MAX) -> int:
+    """Neighbours a gold pair retrieves: ``k_max`` if ``p <= 0.5``, else ``ceil(k_max * (1 - p))``."""
+    if not math.isfinite(p) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must be a probability, got {p!r}")
+    if k_max < 0:
+        raise ValueError(f"k_max must be at least 0, got {k_max}")
+    if p <= 0.5:
+        return k_max
+    return max(0, math.ceil(k_max * (1.0 - p) - _K_EPS))
+
+
+def label_confidence(p_stored: float, verdict: str) -> float:
+    """The RM's confidence in a gold label, from ``p`` in the pair's stored orientation."""
+    if verdict == "chosen":
+        return p_stored
+    if verdict == "rejected":
+        return 1.0 - p_stored
+    raise ValueError(f"a gold verdict must be chosen or rejected, got {verdict!r}")
+
+
+# ------------------------------------------------------------------ search
+def _merge(best_s: np.ndarray, best_i: np.ndarray, rows: np.ndarray, scores: np.ndarray,
+           index: np.ndarray) -> None:
+    """Merge candidate (row, score, pool index) triples into each row's running top-k, in place."""
+    m, k = best_s.shape
+    all_rows = np.concatenate([np.repeat(np.arange(m), k), rows])
+    all_s = np.concatenate([best_s.ravel(), scores])
+    all_i = np.concatenate([best_i.ravel(), index])
+    # Best first: higher score, then lower pool index (an empty slot, -1 at -inf, sorts last).
+    order = np.lexsort((np.where(all_i < 0, np.iinfo(np.int64).max, all_i), -all_s, all_rows))
+    sorted_rows = all_rows[order]
+    starts = np.searchsorted(sorted_rows, np.arange(m))
+    rank = np.arange(len(order)) - starts[sorted_rows]
+    keep = rank < k
+    best_s[sorted_rows[keep], rank[keep]] = all_s[order][keep]
+    best_i[sorted_rows[keep], rank[keep]] = all_i[order][keep]
+
+
+def _candidates(products: np.ndarray, threshold: np.ndarray, k: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, column, score) of the products that may enter their row's top-k: those at or above
+    the row's current k-th best (``threshold``, -inf while a row has fewer than k).
+
+    Columns are scanned in ``width / SUB`` groups of ``SUB`` columns each (group b holds the
+    columns b, b + width/SUB, b + 2 width/SUB, …, so the maxima are elementwise maxima of
+    contiguous rows, which numpy vectorises): one pass takes each group's maximum, and only
+    groups whose maximum reaches the bar are looked into, so a chunk costs about one read
+    of its products instead of a mask and a scan. A row without k neighbours yet takes as
+    its bar the k-th largest group maximum (k groups hold an entry at least that high).
+    """
+    n_rows, width = products.shape
+    open_rows = ~np.isfinite(threshold)
+    if width % SUB or width // SUB < k:  # a ragged last chunk, or a large k: plain mask
+        if open_rows.any():
+            own = np.partition(products, width - k, axis=1)[:, width - k] if width >= k else products.min(axis=1)
+            threshold = np.where(open_rows, own, threshold)
+        rows, cols = np.nonzero(products >= threshold[:, None])
+        return rows, cols.astype(np.int64), products[rows, cols]
+    n_groups = width // SUB
+    groups = products.reshape(n_rows, SUB, n_groups)
+    block_max = groups.max(axis=1)
+    if open_rows.any():
+        own = np.partition(block_max, n_groups - k, axis=1)[:, n_groups - k]
+        threshold = np.where(open_rows, own, threshold)
+    block_rows, block_cols = np.nonzero(block_max >= threshold[:, None])
+    if not len(block_rows):
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0, dtype=products.dtype)
+    values = groups[block_rows, :, block_cols]  # (candidate groups, SUB)
+    hit_block, hit_col = np.nonzero(values >= threshold[block_rows][:, None])
+    rows = block_rows[hit_block]
+    cols = hit_col.astype(np.int64) * n_groups + block_cols[hit_block]
+    return rows, cols, values[hit_block, hit_col]
+
+
+def exact_top_k(queries: np.ndarray, pool: np.ndarray, k: int, *, query_chunk: int = QUERY_CHUNK,
+                pool_chunk: int = POOL_CHUNK, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner-product top-k of every query over the pool (cosine for normalised rows).
+
+    Returns (indices, scores), each (len(queries), min(k, len(pool))), best first; ties go to
+    the lower pool index. Any float dtype; products are float32.
+    """
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    m, n = len(queries), len(pool)
+    k = min(k, n)
+    best_s = np.full((m, k), -np.inf, dtype=np.float32)
+    best_i = np.full((m, k), -1, dtype=np.int64)
+    if k == 0 or m == 0:
+        return best_i, best_s
+    for p_start in range(0, n, pool_chunk):
+        block = np.ascontiguousarray(pool[p_start:p_start + pool_chunk], dtype=np.float32)
+        for q_start in range(0, m, query_chunk):
+            q_end = min(m, q_start + query_chunk)
+            products = queries[q_start:q_end] @ block.T
+            rows, cols, values = _candidates(products, best_s[q_start:q_end, k - 1], k)
+            if len(rows):
+                _merge(best_s[q_start:q_end], best_i[q_start:q_end], rows, values, cols + p_start)
+        if progress:
+            progress(min(n, p_start + pool_chunk), n, "pool rows searched")
+    return best_i, best_s
+
+
+def faiss_top_k(queries: np.ndarray, pool: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The same search with faiss-cpu's exact ``IndexFlatIP`` (a float32 copy of the pool)."""
+    try:
+        import faiss
+    except ImportError as exc:
+        raise ConfigError("the faiss backend needs faiss-cpu: pip install faiss-cpu (or 'skyrm[bench]')") from exc
+    k = min(k, len(pool))
+    if k == 0 or len(queries) == 0:
+        return np.full((len(queries), k), -1, dtype=np.int64), np.full((len(queries), k), -np.inf, np.float32)
+    index = faiss.IndexFlatIP(pool.shape[1])
+    index.add(np.ascontiguousarray(pool, dtype=np.float32))
+    scores, indices = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    return indices.astype(np.int64), scores
+
+
+def top_k(queries: np.ndarray, pool: np.ndarray, k: int, *, backend: str = "numpy",
+          progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+    if backend == "numpy":
+        return exact_top_k(queries, pool, k, progress=progress)
+    if backend == "faiss":
+        return faiss_top_k(queries, pool, k)
+    raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+
+
+# --------------------------------------------------------------- selection
+@dataclass(frozen=True)
+class Link:
+    gold_id: str
+    pair_id: str
+    similarity: float
+    rank: int  # 1 = nearest
+    k: int
+    p: float
+
+
+def select_neighbours(query_ids: Sequence[str], ks: Sequence[int], ps: Sequence[float],
+                      indices: np.ndarray, scores: np.ndarray, pool_ids: Sequence[str]) -> list[Link]:
+    """Each query's first ``k`` neighbours as links (a pool pair may appear under several queries)."""
+    links = []
+    for row, (gold_id, k, p) in enumerate(zip(query_ids, ks, ps)):
+        rank = 0
+        for index, score in zip(indices[row], scores[row]):
+            if rank >= k or index < 0:
+                break
+            rank += 1
+            links.append(Link(gold_id, pool_ids[index], float(score), rank, k, p))
+    return links
+
+
+# ----------------------------------------------------------------- the run
+@dataclass(frozen=True)
+class RetrieveConfig:
+    model: str  # the reward model: run directory, checkpoint, exported model or name
+    k_max: int = K_MAX
+    round: int = 0
+    embed_model: str = "minilm"
+    what: str = "prompt+attributes"
+    pool: str = "unverified"
+    label_kind: str = "llm"  # pool pairs with a label of this kind are not retrieved again
+    backend: str = "numpy"
+    dtype: str = "float32"  # pool matrix in memory; float16 halves it
+    batch_size: int = 16
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.k_max < 1:
+            raise ConfigError("--k-max must be at least 1")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+
+
+def cached_gold_scores(store: Any, model: str, gold_ids: Sequence[str]) -> tuple[int, dict[str, float]] | None:
+    """(run id, stored-orientation p per gold pair) from a finished score run of this model
+    directory that covers every gold pair and started after its newest file, else None."""
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        return None  # a name: its files cannot be dated without loading it
+    resolved = str(path.resolve())
+    newest = max((f.stat().st_mtime for f in path.rglob("*") if f.is_file()), default=0.0)
+    for run in reversed(store.list_runs("score")):
+        if run["status"] != "done" or run["config"].get("model_path") != resolved:
+            continue
+        from datetime import datetime
+
+        if datetime.fromisoformat(run["started_at"]).timestamp() < newest:
+            continue
+        scores = store.scores_for(run["id"])
+        if all(g in scores for g in gold_ids):
+            return run["id"], {g: scores[g][2] for g in gold_ids}
+    return None
+
+
+def _load_vectors(batches: Any, dtype: Any) -> tuple[list[str], np.ndarray, int | None]:
+    ids: list[str] = []
+    parts = []
+    dim = None
+    for batch in batches:
+        ids.extend(pid for pid, _ in batch)
+        flat = np.frombuffer(b"".join(blob for _, blob in batch), dtype="<f4")
+        dim = dim or len(batch[0][1]) // 4
+        parts.append(flat.reshape(-1, dim).astype(dtype))
+    matrix = np.concatenate(parts) if parts else np.zeros((0, dim or 0), dtype=dtype)
+    return ids, matrix, dim
+
+
+def retrieve(store: Any, config: RetrieveConfig, *, progress: Progress | None = None,
+             include_links: bool = False) -> dict[str, Any]:
+    """Apply the adaptive rule for every gold pair and record the selected pool pairs."""
+    from skyrm.embed import RECIPES, encoder_spec
+
+    started = time.perf_counter()
+    gold = {pid: verdict for pid, _, verdict in store.iter_pairs("gold", oriented=False)
+            if verdict in ("chosen", "rejected")}
+    if not gold:
+        raise InputError("the store has no gold pairs with a chosen/rejected label: import or annotate some "
+                         "(skyrm import FILE --as gold)")
+    gold_ids = sorted(gold)
+    spec = encoder_spec(config.embed_model)
+    recipe = RECIPES.get(config.what)
+    if recipe is None:
+        raise ConfigError(f"--what must be one of {', '.join(RECIPES)}, got {config.what!r}")
+    run_id = store.start_run("retrieve", {**asdict(config), "recipe": recipe, "embed_fingerprint": spec.fingerprint})
+    status = "failed"
+    summary: dict[str, Any] = {"run_id": run_id, "round": config.round, "k_max": config.k_max,
+                               "embed_model": config.embed_model, "recipe": recipe}
+    try:
+        cached = cached_gold_scores(store, config.model, gold_ids)
+        if cached is not None:
+            score_run, p_stored = cached
+            summary["scores"] = f"cached (score run {score_run})"
+        else:
+            from skyrm.rm.score import score_pool
+
+            scored = score_pool(store, config.model, pool="gold", batch_size=config.batch_size,
+                                device=config.device, progress=progress)
+            score_run = scored["run_id"]
+            p_stored = {g: v[2] for g, v in store.scores_for(score_run).items() if g in gold}
+            summary["scores"] = f"scored (score run {score_run})"
+        summary["score_run"] = score_run
+
+        gold_vectors = store.get_embeddings(spec.fingerprint, recipe, gold_ids)
+        queries, ks, ps = [], [], []
+        unscored = no_vector = 0
+        for g in gold_ids:
+            if g not in p_stored or not math.isfinite(p_stored[g]):
+                unscored += 1
+                continue
+            if g not in gold_vectors:
+                no_vector += 1
+                continue
+            p = label_confidence(p_stored[g], gold[g])
+            queries.append(g)
+            ps.append(p)
+            ks.append(adaptive_k(p, config.k_max))
+        pool_ids, pool, dim = _load_vectors(
+            store.iter_embeddings(spec.fingerprint, recipe, config.pool, without_label_kind=config.label_kind),
+            DTYPES[config.dtype])
+        query_set = set(gold_ids)
+        keep = [i for i, pid in enumerate(pool_ids) if pid not in query_set]  # a query is never its neighbour
+        if len(keep) != len(pool_ids):
+            pool_ids, pool = [pool_ids[i] for i in keep], pool[keep]
+        eligible = store.count_pairs(config.pool)
+        summary.update(gold=len(gold_ids), gold_unscored=unscored, gold_without_embedding=no_vector,
+                       queries=len(queries), rm_wrong=sum(p <= 0.5 for p in ps),
+                       mean_p=round(sum(ps) / len(ps), 4) if ps else None, pool=config.pool,
+                       pool_searched=len(pool_ids), pool_without_embedding=None)
+        if not gold_vectors:
+            raise InputError(f"no gold pair has an embedding for {config.embed_model} ({recipe}): run "
+                             f"'skyrm embed --model {config.embed_model} --what {config.what}' first")
+        summary["pool_without_embedding_or_labelled"] = max(0, eligible - len(pool_ids))
+        summary.pop("pool_without_embedding")
+        active = [i for i, k in enumerate(ks) if k > 0]
+        links: list[Link] = []
+        if active and len(pool_ids):
+            query_matrix = np.frombuffer(b"".join(gold_vectors[queries[i]] for i in active),
+                                         dtype="<f4").reshape(len(active), -1)
+            indices, scores = top_k(query_matrix, pool, max(ks[i] for i in active), backend=config.backend,
+                                    progress=progress)
+            links = select_neighbours([queries[i] for i in active], [ks[i] for i in active],
+                                      [ps[i] for i in active], indices, scores, pool_ids)
+        new = store.add_retrievals(run_id, config.round, [(l.gold_id, l.pair_id, l.similarity, l.rank, l.k, l.p)
+                                                          for l in links])
+        k_counts: dict[int, int] = {}
+        for k in ks:
+            k_counts[k] = k_counts.get(k, 0) + 1
+        summary.update(links=len(links), new_links=new, selected=len({l.pair_id for l in links}),
+                       k_requested=sum(ks), k_histogram={str(k): v for k, v in sorted(k_counts.items())},
+                       backend=config.backend, seconds=round(time.perf_counter() - started, 3))
+        status = "done"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        store.finish_run(run_id, status=status, metrics={k: v for k, v in summary.items() if k != "run_id"})
+    if include_links:
+        summary["links_detail"] = [asdict(l) for l in links]
+    return summary
+
+
+# ------------------------------------------------------- judge's selector
+def retrieved_round(pool: str) -> tuple[bool, int | None]:
+    """Whether a ``--pool`` value names retrieved pairs ('retrieved' or 'retrieved:ROUND'), and the round."""
+    if pool == "retrieved":
+        return True, None
+    if pool.startswith("retrieved:"):
+        value = pool.split(":", 1)[1]
+        if not value.lstrip("-").isdigit():
+            raise ConfigError(f"--pool retrieved:ROUND needs a whole round number, got {value!r}")
+        return True, int(value)
+    return False, None
+
+
+def retrieved_targets(store: Any, pool: str, label_kind: str = "llm") -> list[str] | None:
+    """Recorded retrieval targets not yet labelled (of one round or all), or None when ``pool`` names none."""
+    named, round_ = retrieved_round(pool)
+    if not named:
+        return None
+    return store.retrieved_pair_ids(round_, unlabelled_kind=label_kind)

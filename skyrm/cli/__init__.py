@@ -15,7 +15,8 @@ from skyrm.errors import SkyrmError
 # Registering commands: each module adds its commands to `app` on import.
 from skyrm.cli import data as _data  # noqa: E402,F401
 
-for _optional in ("skyrm.cli.rm", "skyrm.cli.judge", "skyrm.cli.evaluate", "skyrm.cli.demo"):
+for _optional in ("skyrm.cli.rm", "skyrm.cli.judge", "skyrm.cli.evaluate", "skyrm.cli.demo",
+                  "skyrm.cli.retrieve"):
     try:
         __import__(_optional)
     except ModuleNotFoundError as _exc:  # an area not built yet must not break the others

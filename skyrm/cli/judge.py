@@ -52,8 +52,9 @@ def judge(
         "--judge", help="Judge spec, repeatable: each model votes, then the models are merged.")] = None,
     mode: Annotated[str, typer.Option(help="logprob: P('1') vs P('2') in both orders; sample: K verdicts.")] = "logprob",
     votes: Annotated[int, typer.Option(help="Sampled verdicts per model and pair (sample mode).")] = 5,
-    pool: Annotated[str, typer.Option(help="unverified, another pool, a source, a file of ids, or comma-separated "
-                                      "ids.")] = "unverified",
+    pool: Annotated[str, typer.Option(help="unverified, another pool, a source, a file of ids, comma-separated "
+                                      "ids, or retrieved[:ROUND] (what skyrm retrieve selected, not yet "
+                                      "labelled).")] = "unverified",
     shots: Annotated[int, typer.Option(help="Gold examples in the prompt (up to).")] = 8,
     limit: LimitOption = None,
     seed: Annotated[int, typer.Option(help="Seeds candidate order, example choice and sampling.")] = 0,

@@ -115,7 +115,15 @@ _HEX_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def resolve_targets(store: Store, pool: str, limit: int | None = None) -> list[str]:
-    """Pair ids from a pool name, a source name, a file of ids, or comma-separated ids."""
+    """Pair ids from a pool name, a source name, a file of ids, or comma-separated ids.
+
+    ``retrieved`` / ``retrieved:ROUND``: the pairs ``skyrm retrieve`` selected that have no LLM label yet.
+    """
+    from skyrm.retrieve import retrieved_targets
+
+    retrieved = retrieved_targets(store, pool, "llm")
+    if retrieved is not None:
+        return retrieved[:limit] if limit is not None else retrieved
     if _is_file(pool):
         ids = [line.strip() for line in Path(pool).read_text(encoding="utf-8").splitlines() if line.strip()]
     elif "," in pool or _HEX_ID.fullmatch(pool):

@@ -14,17 +14,20 @@ class InputError(SkyrmError):
     """A file or row that cannot be read: the message names file, line and field."""
 
     def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
-                 field: str | None = None):
+                 field: str | None = None, element: int | None = None):
         where = ""
         if path is not None:
             where = str(path)
             if line is not None:
                 where += f":{line}"
+            if element is not None:  # index in a JSON array, from 0
+                where += f": element {element}"
             if field:
                 where += f": field '{field}'"
             where += ": "
         super().__init__(where + message)
         self.path, self.line, self.field, self.reason = path, line, field, message
+        self.element = element
 
 
 class StoreError(SkyrmError):

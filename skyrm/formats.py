@@ -9,6 +9,10 @@ Shapes read (``--format``): hf, trl, sharegpt, hh, rmb, rmb-bon, judgebench,
 rm-bench; ``auto`` picks one from the first row. Shapes written: trl, hf,
 openrlhf, sharegpt.
 
+A record is where it is: its line and, for an element of a JSON array, its index
+in the array (counted from 0), since a one-line array puts every element on line 1.
+The path ``-`` reads JSON lines (optionally gzip-compressed) from standard input.
+
 Deliberately not here: the store (import/export orchestration lives in
 ``skyrm.io``) and any model.
 """
@@ -20,12 +24,14 @@ import io
 import json
 import os
 import re
+import sys
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from skyrm.errors import InputError
 from skyrm.records import Message, Pair, messages_text
@@ -48,9 +54,10 @@ class BadRow:
     field: str
     reason: str
     raw: str
+    element: int | None = None  # index in a JSON array (from 0); None for a line-delimited row
 
     def message(self) -> str:
-        where = f"{self.path}:{self.line}"
+        where = f"{self.path}:{self.line}" + (f": element {self.element}" if self.element is not None else "")
         return f"{where}: field '{self.field}': {self.reason}" if self.field else f"{where}: {self.reason}"
 
 
@@ -63,21 +70,47 @@ class RowError(Exception):
 
 
 # ---------------------------------------------------------------- raw records
-def _open_binary(path: Path) -> IO[bytes]:
+STDIN = "-"  # the path that means standard input
+GZIP_MAGIC, PARQUET_MAGIC = b"\x1f\x8b", b"PAR1"
+
+
+def is_stdin(path: str | os.PathLike[str]) -> bool:
+    return str(path) == STDIN
+
+
+def _open_binary(path: Path) -> Any:
+    if is_stdin(path):
+        stream = sys.stdin.buffer
+        peek = getattr(stream, "peek", None)
+        if peek is not None and peek(2)[:2] == GZIP_MAGIC:
+            return gzip.GzipFile(fileobj=stream, mode="rb")  # closing it leaves stdin open
+        return nullcontext(stream)
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
 def _base_suffix(path: Path) -> str:
+    if is_stdin(path):
+        return ".jsonl"
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] == ".gz":
         suffixes = suffixes[:-1]
     return suffixes[-1] if suffixes else ""
 
 
-RawRecord = tuple[int, Any, str | None]  # (line, parsed value or None, error reason or None)
+class Record(NamedTuple):
+    """One record of a file: ``number`` orders records (the line of a line-delimited file,
+    1 + the element index in a JSON array, the row of a Parquet file) and is what a resumed
+    import skips to; ``element`` is the array index (None outside arrays)."""
+
+    number: int
+    line: int
+    element: int | None
+    value: Any
+    error: str | None
+    raw: str
 
 
-def _iter_jsonl(path: Path, keep: Callable[[int], bool] | None = None) -> Iterator[tuple[int, Any, str | None, str]]:
+def _iter_jsonl(path: Path, keep: Callable[[int], bool] | None = None) -> Iterator[Record]:
     with _open_binary(path) as handle:
         for number, raw in enumerate(handle, start=1):
             if keep is not None and not keep(number):
@@ -85,19 +118,20 @@ def _iter_jsonl(path: Path, keep: Callable[[int], bool] | None = None) -> Iterat
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                yield number, None, f"invalid UTF-8 at byte {exc.start}", raw.decode("utf-8", "replace")
+                yield Record(number, number, None, None, f"invalid UTF-8 at byte {exc.start}",
+                             raw.decode("utf-8", "replace"))
                 continue
             text = text.rstrip("\r\n")
             if not text.strip():
                 continue
             try:
-                yield number, json.loads(text), None, text
+                yield Record(number, number, None, json.loads(text), None, text)
             except json.JSONDecodeError as exc:
-                yield number, None, f"invalid JSON ({exc.msg} at column {exc.colno})", text
+                yield Record(number, number, None, None, f"invalid JSON ({exc.msg} at column {exc.colno})", text)
 
 
-def _iter_json_array(path: Path, chunk_chars: int = 1 << 20) -> Iterator[tuple[int, Any, str | None, str]]:
-    """Stream the elements of a top-level JSON array (or one object) with their start line."""
+def _iter_json_array(path: Path, chunk_chars: int = 1 << 20) -> Iterator[Record]:
+    """Stream the elements of a top-level JSON array (or one object) with their start line and index."""
     decoder = json.JSONDecoder()
     with _open_binary(path) as raw_handle:
         handle = io.TextIOWrapper(raw_handle, encoding="utf-8", errors="strict")
@@ -134,14 +168,14 @@ def _iter_json_array(path: Path, chunk_chars: int = 1 << 20) -> Iterator[tuple[i
         if buffer[pos] == "{":  # a single object file
             text = buffer[pos:] + handle.read()
             try:
-                yield line, json.loads(text), None, text
+                yield Record(1, line, None, json.loads(text), None, text)
             except json.JSONDecodeError as exc:
-                yield line, None, f"invalid JSON ({exc.msg})", text[:2000]
+                yield Record(1, line, None, None, f"invalid JSON ({exc.msg})", text[:2000])
             return
         if buffer[pos] != "[":
             raise InputError("not a JSON array or object", path=str(path), line=line)
         pos += 1
-        index = 0
+        index = 0  # of the next element, from 0
         while True:
             skip_ws()
             if pos >= len(buffer):
@@ -151,7 +185,6 @@ def _iter_json_array(path: Path, chunk_chars: int = 1 << 20) -> Iterator[tuple[i
             if buffer[pos] == "," and index > 0:
                 pos += 1
                 skip_ws()
-            index += 1
             while True:
                 try:
                     value, end = decoder.raw_decode(buffer, pos)
@@ -165,10 +198,11 @@ def _iter_json_array(path: Path, chunk_chars: int = 1 << 20) -> Iterator[tuple[i
             start_line = line
             line += raw.count("\n")
             pos = end
-            yield start_line, value, None, raw
+            yield Record(index + 1, start_line, index, value, None, raw)
+            index += 1
 
 
-def _iter_parquet(path: Path) -> Iterator[tuple[int, Any, str | None, str]]:
+def _iter_parquet(path: Path) -> Iterator[Record]:
     import pyarrow.parquet as pq
 
     tmp_name = None
@@ -183,7 +217,7 @@ def _iter_parquet(path: Path) -> Iterator[tuple[int, Any, str | None, str]]:
         for batch in pq.ParquetFile(source).iter_batches(batch_size=1024):
             for row in batch.to_pylist():
                 number += 1
-                yield number, row, None, ""
+                yield Record(number, number, None, row, None, "")
     finally:
         if tmp_name:
             os.unlink(tmp_name)
@@ -200,8 +234,13 @@ def iter_records(path: str | os.PathLike[str], keep: Callable[[int], bool] | Non
 
     ``keep(line)`` (line-delimited files only) skips the other lines unparsed.
     """
+    return ((r.line, r.value, r.error, r.raw) for r in iter_records_at(path, keep))
+
+
+def iter_records_at(path: str | os.PathLike[str], keep: Callable[[int], bool] | None = None) -> Iterator[Record]:
+    """``iter_records`` with each record's number and array index (``Record``)."""
     file = Path(path)
-    if not file.exists():
+    if not is_stdin(file) and not file.exists():
         raise InputError("no such file", path=str(file))
     kind = _base_suffix(file)
     if keep is not None and kind not in (".jsonl", ".ndjson"):
@@ -487,50 +526,60 @@ class ReadResult:
     line: int
     pairs: list[Pair]
     bad: BadRow | None = None
+    number: int = 0  # the record's number (``Record.number``): what a resumed read skips to
+    element: int | None = None  # index in a JSON array
 
 
 def read_pairs(path: str | os.PathLike[str], *, fmt: str = "auto", source: str | None = None,
-               start_line: int = 0, keep: Callable[[int], bool] | None = None) -> Iterator[ReadResult]:
+               start_record: int = 0, keep: Callable[[int], bool] | None = None) -> Iterator[ReadResult]:
     """Stream a file as ReadResults: each row's pairs, or why the row is bad.
 
-    ``start_line`` skips rows at or before that line (resuming a large import);
+    ``start_record`` skips records numbered up to it (resuming a large import: the
+    line of a line-delimited file, 1 + the element index of a JSON array);
     ``keep(line)`` reads only some lines of a line-delimited file (parallel readers).
+    A file that cannot be read to its end (truncated gzip, I/O error) raises after
+    the rows read before the damage, naming the last good line.
     """
     if fmt not in FORMATS:
         raise InputError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})", path=str(path))
     file = Path(path)
     source_name = source or default_source(file)
     chosen_format = None if fmt == "auto" else fmt
+    last = [0]  # the line of the last record read
     try:
-        yield from _parse_records(file, chosen_format, source_name, start_line, keep)
+        yield from _parse_records(file, chosen_format, source_name, start_record, keep, last)
     except (OSError, EOFError, zlib.error) as exc:  # unreadable, truncated or not really gzip
-        raise InputError(f"cannot read the file ({exc})", path=str(file)) from exc
+        after = f" after line {last[0]}" if last[0] else ""
+        raise InputError(f"cannot read the file{after} ({exc})", path=str(file)) from exc
 
 
-def _parse_records(file: Path, chosen_format: str | None, source_name: str, start_line: int,
-                   keep: Callable[[int], bool] | None) -> Iterator[ReadResult]:
-    for line, value, error, raw in iter_records(file, keep):
-        if line <= start_line:
+def _parse_records(file: Path, chosen_format: str | None, source_name: str, start_record: int,
+                   keep: Callable[[int], bool] | None, last: list[int]) -> Iterator[ReadResult]:
+    for number, line, element, value, error, raw in iter_records_at(file, keep):
+        last[0] = line
+        if number <= start_record:
             continue
         if error is not None:
-            yield ReadResult(line, [], BadRow(str(file), line, "", error, raw[:20000]))
+            yield ReadResult(line, [], BadRow(str(file), line, "", error, raw[:20000], element), number, element)
             continue
         if not isinstance(value, dict):
             yield ReadResult(line, [], BadRow(str(file), line, "", f"expected an object, got {type(value).__name__}",
-                                              raw[:20000] or json.dumps(value)[:20000]))
+                                              raw[:20000] or json.dumps(value)[:20000], element), number, element)
             continue
         if chosen_format is None:
             chosen_format = detect_format(value)
             if chosen_format is None:
-                raise InputError(f"cannot tell the file's format from its first row (keys: "
+                where = f" (element {element})" if element is not None else ""
+                raise InputError(f"cannot tell the file's format from its first row{where} (keys: "
                                  f"{', '.join(sorted(value)) or 'none'}); pass --format", path=str(file), line=line)
         try:
             pairs = PARSERS[chosen_format](value, source_name)
         except RowError as exc:
             yield ReadResult(line, [], BadRow(str(file), line, exc.field, exc.reason,
-                                              raw[:20000] or json.dumps(value, ensure_ascii=False, default=str)[:20000]))
+                                              raw[:20000] or json.dumps(value, ensure_ascii=False, default=str)[:20000],
+                                              element), number, element)
             continue
-        yield ReadResult(line, pairs)
+        yield ReadResult(line, pairs, None, number, element)
 
 
 def detect_file_format(path: str | os.PathLike[str], start_line: int = 0) -> str | None:
@@ -544,13 +593,57 @@ def detect_file_format(path: str | os.PathLike[str], start_line: int = 0) -> str
     return None
 
 
-def default_source(path: Path) -> str:
-    """A source name from a file name: 'harmless-base-test' for harmless-base-test.jsonl.gz."""
-    name = path.name
+def strip_data_suffixes(name: str) -> str:
+    """'harmless-base-test' for 'harmless-base-test.jsonl.gz'."""
     for suffix in (".gz", ".jsonl", ".ndjson", ".json", ".parquet"):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
     return name
+
+
+def default_source(path: Path) -> str:
+    """A source name from a file name: 'harmless-base-test' for harmless-base-test.jsonl.gz,
+    'stdin' for standard input. (``skyrm.ingest.default_sources`` names several files at once.)"""
+    if is_stdin(path):
+        return "stdin"
+    return strip_data_suffixes(Path(path).name)
+
+
+def sniff(path: str | os.PathLike[str]) -> str | None:
+    """What a file that reads as no valid row probably is, as a hint for the user (or None).
+
+    'looks like judgebench' comes from the keys of its first object; otherwise its first
+    bytes tell gzip or Parquet data under another name, or data that is not text.
+    """
+    file = Path(path)
+    if is_stdin(file):
+        return None
+    try:
+        detected = detect_file_format(file)
+    except InputError:
+        detected = None
+    if detected:
+        return f"the rows look like {detected}: try --format {detected} or auto"
+    try:
+        with open(file, "rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return None
+    if file.suffix != ".gz" and head.startswith(GZIP_MAGIC):
+        return "the file is gzip-compressed: name it with a .gz suffix"
+    if _base_suffix(file) != ".parquet" and head.startswith(PARQUET_MAGIC):
+        return "the file is Parquet: name it with a .parquet suffix"
+    if b"\x00" in head or (head and _not_text(head)):
+        return "the file is binary, not JSON text"
+    return None
+
+
+def _not_text(head: bytes) -> bool:
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start < len(head) - 4  # a multi-byte character cut by the 4096-byte read is still text
+    return False
 
 
 # ------------------------------------------------------------------- writers

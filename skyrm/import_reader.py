@@ -14,6 +14,9 @@ pickles never come from a file.
 
 If the parent dies (kill -9), the child's next write fails and it exits;
 Ctrl-C is left to the parent, which stops the child.
+
+A file that cannot be read to its end (a truncated .gz) yields every row read
+before the damage, then raises: the caller decides what to keep.
 """
 
 from __future__ import annotations
@@ -29,34 +32,42 @@ from pathlib import Path
 from typing import IO, Any
 
 from skyrm.errors import SkyrmError
-from skyrm.formats import detect_file_format, is_line_delimited, read_pairs
+from skyrm.formats import detect_file_format, is_line_delimited, is_stdin, read_pairs
 from skyrm.store import pair_row
 
-# One row of a file as the writer needs it: line, pair rows (``store.pair_row``), quarantine row.
+# One row of a file as the writer needs it: record number (``formats.Record``; the line of a
+# line-delimited file), pair rows (``store.pair_row``), quarantine row.
 ParsedRow = tuple[int, list[tuple], "dict[str, Any] | None"]
 # Child processes for a line-delimited file: two parsers keep a writer busy on two cores.
 READERS = 2
+# The quarantine's path for rows read from standard input.
+STDIN_NAME = "<stdin>"
 
 
 def _parsed_rows(path: Path, fmt: str, source: str, start_line: int,
                  keep: Callable[[int], bool] | None = None) -> Iterator[ParsedRow]:
-    where = str(Path(path).resolve())
-    for result in read_pairs(path, fmt=fmt, source=source, start_line=start_line, keep=keep):
+    where = STDIN_NAME if is_stdin(path) else str(Path(path).resolve())
+    for result in read_pairs(path, fmt=fmt, source=source, start_record=start_line, keep=keep):
         bad = None
         if result.bad is not None:
-            bad = {"source": source, "path": where, "line": result.line, "field": result.bad.field,
-                   "reason": result.bad.reason, "raw": result.bad.raw}
-        yield result.line, [pair_row(pair) for pair in result.pairs], bad
+            bad = {"source": source, "path": where, "line": result.line, "element": result.element,
+                   "field": result.bad.field, "reason": result.bad.reason, "raw": result.bad.raw}
+        yield result.number, [pair_row(pair) for pair in result.pairs], bad
 
 
 def read_batches(path: Path, fmt: str, source: str, start_line: int, batch_rows: int) -> Iterator[list[ParsedRow]]:
-    """The file from ``start_line`` as batches of ``batch_rows`` parsed rows (the last may be short)."""
+    """The file after record ``start_line`` as batches of ``batch_rows`` parsed rows (the last may be short)."""
     batch: list[ParsedRow] = []
-    for row in _parsed_rows(path, fmt, source, start_line):
-        batch.append(row)
-        if len(batch) == batch_rows:
+    try:
+        for row in _parsed_rows(path, fmt, source, start_line):
+            batch.append(row)
+            if len(batch) == batch_rows:
+                yield batch
+                batch = []
+    except SkyrmError:
+        if batch:  # the rows read before the file broke off
             yield batch
-            batch = []
+        raise
     if batch:
         yield batch
 
@@ -76,13 +87,18 @@ def read_blocks(path: Path, fmt: str, source: str, start_line: int, batch_rows: 
 
     batch: list[ParsedRow] = []
     block = -1
-    for row in _parsed_rows(path, fmt, source, start_line, keep):
-        here = block_of(row[0])
-        if here != block and batch:
+    try:
+        for row in _parsed_rows(path, fmt, source, start_line, keep):
+            here = block_of(row[0])
+            if here != block and batch:
+                yield block, batch
+                batch = []
+            block = here
+            batch.append(row)
+    except SkyrmError:
+        if batch:  # the rows read before the file broke off
             yield block, batch
-            batch = []
-        block = here
-        batch.append(row)
+        raise
     if batch:
         yield block, batch
 
@@ -98,12 +114,17 @@ def read_batches_in_children(path: Path, fmt: str, source: str, start_line: int,
                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE) for k in range(count)]
     try:
         heads: list[tuple[int, int, list[ParsedRow]]] = []  # (block, child, rows): the next batch of each child
+        errors: list[str] = []
         for k, child in enumerate(children):
-            _push_next(heads, k, child, path)
+            _push_next(heads, k, child, path, errors)
         while heads:
             block, k, rows = heapq.heappop(heads)
             yield rows
-            _push_next(heads, k, children[k], path)
+            _push_next(heads, k, children[k], path, errors)
+        # A child that could not read on sent its rows before the damage first; every child reads
+        # the same bytes, so the others stopped at the same place and what was merged is all there is.
+        if errors:
+            raise SkyrmError(errors[0])
     finally:
         for child in children:
             if child.poll() is None:
@@ -113,8 +134,9 @@ def read_batches_in_children(path: Path, fmt: str, source: str, start_line: int,
             child.wait()
 
 
-def _push_next(heads: list, k: int, child: subprocess.Popen, path: Path) -> None:
-    """Read child ``k``'s next batch into the merge heap (nothing when it has ended)."""
+def _push_next(heads: list, k: int, child: subprocess.Popen, path: Path, errors: list[str]) -> None:
+    """Read child ``k``'s next batch into the merge heap (nothing when it has ended; its error
+    message into ``errors`` when it could not read on)."""
     stream: IO[bytes] = child.stdout  # type: ignore[assignment]
     try:
         kind, value = pickle.load(stream)
@@ -122,7 +144,8 @@ def _push_next(heads: list, k: int, child: subprocess.Popen, path: Path) -> None
         child.wait()
         raise SkyrmError(f"{path}: an import reader process exited with code {child.returncode}") from None
     if kind == "error":
-        raise SkyrmError(value)
+        errors.append(value)
+        return
     if kind == "batch":
         heapq.heappush(heads, (value[0], k, value[1]))
 

@@ -164,10 +164,11 @@ def test_json_array_streams_with_line_numbers(tmp_path):
     from skyrm import formats
 
     values = list(formats._iter_json_array(path, chunk_chars=7))
-    assert [v[1]["prompt"] for v in values] == [f"q{i}" for i in range(5)]
-    assert [v[0] for v in values] == [2, 7, 12, 17, 22]
+    assert [v.value["prompt"] for v in values] == [f"q{i}" for i in range(5)]
+    assert [v.line for v in values] == [2, 7, 12, 17, 22]
+    assert [v.element for v in values] == [0, 1, 2, 3, 4]
     bad = [r for r in read_pairs(path) if r.bad]
-    assert bad[0].bad.message() == f"{path}:17: field 'rejected': identical to chosen"
+    assert bad[0].bad.message() == f"{path}:17: element 3: field 'rejected': identical to chosen"
 
 
 @pytest.mark.parametrize("shape", ["trl", "hf", "openrlhf", "sharegpt"])

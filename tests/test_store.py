@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from skyrm.errors import StoreError
+from skyrm.errors import InputError, StoreError
 from skyrm.records import Attributes, Label, Pair, pair_id
 from skyrm.store import Store
 
@@ -116,7 +116,11 @@ def test_iter_pairs_streams_in_batches_and_limits(store):
     assert len(ids) == 25 and ids == sorted(ids)
     assert len(list(store.iter_pairs("all", limit=7, batch=3))) == 7
     assert len(list(store.iter_pairs("s"))) == 25  # a source name is a pool
-    assert list(store.iter_pairs("nosuchsource")) == []
+    assert list(store.iter_pairs("curated")) == []  # a known pool may be empty
+    with pytest.raises(InputError) as error:  # an unknown name is a mistake, not an empty selection
+        list(store.iter_pairs("nosuchsource"))
+    assert str(error.value) == ("--pool 'nosuchsource' is neither a pool nor a source in the store; choose from "
+                                "unverified, gold, silver, discarded, curated, all, trainable or a source (s 25)")
 
 
 def test_attributes_latest_wins(store):

@@ -26,6 +26,7 @@ from sqlite_utils import Database
 
 from skyrm.errors import StoreError
 from skyrm.records import POOLS, Attributes, Label, Pair, canonical_json
+from skyrm.selection import ALL, TRAINABLE, parse_selection, unknown_choice_error
 from skyrm.store.migrations import migrations
 
 DEFAULT_DB = "skyrm.db"
@@ -160,18 +161,38 @@ class Store:
         return {row[0]: _row_pair(row) for row in self._query_in(
             f"SELECT {_PAIR_COLUMNS} FROM pairs p WHERE p.id IN ({{marks}})", pair_ids)}
 
+    def pool_counts(self) -> dict[str, int]:
+        """Pairs per derived pool (every pool named, empty ones with 0)."""
+        counts = {pool: 0 for pool in POOLS}
+        counts.update(dict(self._query("SELECT pool, COUNT(*) FROM pair_status GROUP BY pool")))
+        return counts
+
+    def source_counts(self) -> dict[str, int]:
+        """Pairs per source name (a pair imported from two sources counts in both)."""
+        return dict(self._query("SELECT source, COUNT(*) FROM pair_sources GROUP BY source ORDER BY source"))
+
+    def require_source(self, name: str) -> None:
+        """Raise (listing the valid names) unless some pair was imported under this source."""
+        # pairs.source is indexed and holds a pair's first source; pair_sources has the rest
+        if self._query("SELECT 1 FROM pairs WHERE source = ? LIMIT 1", [name]) or self._query(
+                "SELECT 1 FROM pair_sources WHERE source = ? LIMIT 1", [name]):
+            return
+        raise unknown_choice_error(name, self.pool_counts(), self.source_counts())
+
     def _pool_where(self, pool: str | None, source: str | None, split: str | None) -> tuple[str, list]:
         where, params = [], []
-        if pool == "all" or pool is None:
+        # Parsed in one place (skyrm.selection); anything not a pool names a source, which must exist.
+        choice = parse_selection(pool, ids=False) if pool is not None else None
+        if choice is None or choice.kind == ALL:
             pass
-        elif pool == "trainable":
+        elif choice.kind == TRAINABLE:
             where.append("s.verdict IN ('chosen', 'rejected')")
-        elif pool in POOLS:
+        elif choice.kind == "pool":
             where.append("s.pool = ?")
-            params.append(pool)
+            params.append(choice.name)
         else:
-            # Anything else names a source (DESIGN: --pool silver|gold|curated|all|SOURCE).
-            source = source or pool
+            self.require_source(choice.name)
+            source = source or choice.name
         if source is not None:
             where.append("p.id IN (SELECT pair_id FROM pair_sources WHERE source = ?)")
             params.append(source)
@@ -401,18 +422,32 @@ class Store:
 
     # ------------------------------------------------------------- quarantine
     def add_quarantine(self, rows: Iterable[dict[str, Any]]) -> int:
-        """Record bad input rows (source, path, line, field, reason, raw); re-imports add nothing."""
+        """Record bad input rows (source, path, line, element, field, reason, raw); re-imports add nothing.
+
+        ``element`` is the row's index in a JSON array (None for line-delimited files).
+        """
         stamp = now()
         added = 0
         with self.transaction():
             for row in rows:
                 cursor = self.db.conn.execute(
-                    "INSERT OR IGNORE INTO quarantine (source, path, line, field, reason, raw, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (row["source"], row["path"], row["line"], row.get("field", ""), row["reason"],
-                     row["raw"], stamp))
+                    "INSERT OR IGNORE INTO quarantine (source, path, line, element, field, reason, raw, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (row["source"], row["path"], row["line"], row.get("element"), row.get("field", ""),
+                     row["reason"], row["raw"], stamp))
                 added += cursor.rowcount
         return added
+
+    def import_paths(self, source: str) -> set[str]:
+        """The files imported (or being imported) under a source name, as their import steps recorded them."""
+        return {row[0] for row in self._query(
+            "SELECT json_extract(detail, '$.path') FROM steps WHERE name LIKE 'import:%' AND "
+            "COALESCE(json_extract(detail, '$.source'), json_extract(detail, '$.summary.source')) = ?", [source])
+            if row[0]}
+
+    def holds_nothing(self) -> bool:
+        """True when no pair, quarantined row or step was ever written (a store just created)."""
+        return not any(self._query(f"SELECT 1 FROM {table} LIMIT 1") for table in ("pairs", "quarantine", "steps"))
 
     def quarantined(self, source: str | None = None) -> list[dict[str, Any]]:
         where, params = ("source = ?", [source]) if source else (None, None)

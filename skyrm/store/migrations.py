@@ -245,3 +245,29 @@ CREATE TABLE retrievals (
 CREATE INDEX retrievals_pair ON retrievals(pair_id);
 CREATE INDEX retrievals_run ON retrievals(run_id)
 """)
+
+
+@migrations()
+def m005_quarantine_element(db: Database) -> None:
+    # Elements of a JSON array written on one line all start on line 1, and m001's
+    # UNIQUE (path, line, source) kept only the first bad element of such a line (issue 12).
+    # `element` is the index in the array (from 0; NULL for line-delimited rows), part of
+    # the identity; a UNIQUE constraint cannot be altered in SQLite, so the table is rebuilt.
+    _run(db, """
+CREATE TABLE quarantine_v2 (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    path TEXT NOT NULL,
+    line INTEGER NOT NULL,
+    element INTEGER,
+    field TEXT NOT NULL DEFAULT '',
+    reason TEXT NOT NULL,
+    raw TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+INSERT INTO quarantine_v2 (id, source, path, line, element, field, reason, raw, created_at)
+SELECT id, source, path, line, NULL, field, reason, raw, created_at FROM quarantine;
+DROP TABLE quarantine;
+ALTER TABLE quarantine_v2 RENAME TO quarantine;
+CREATE UNIQUE INDEX quarantine_where ON quarantine(path, line, IFNULL(element, -1), source)
+""")

@@ -263,7 +263,7 @@ def _load_vectors(batches: Any, dtype: Any) -> tuple[list[str], np.ndarray, int 
 
 def retrieve(store: Any, config: RetrieveConfig, *, progress: Progress | None = None,
              include_links: bool = False) -> dict[str, Any]:
-    """Apply the adaptive rule for every gold pair and record the selected pool pairs."""
+    """Score the gold pairs, apply the adaptive rule to each and record the selected pool pairs."""
     from skyrm.embed import RECIPES, encoder_spec
 
     started = time.perf_counter()
@@ -273,14 +273,17 @@ def retrieve(store: Any, config: RetrieveConfig, *, progress: Progress | None = 
         raise InputError("the store has no gold pairs with a chosen/rejected label: import or annotate some "
                          "(skyrm import FILE --as gold)")
     gold_ids = sorted(gold)
-    spec = encoder_spec(config.embed_model)
     recipe = RECIPES.get(config.what)
     if recipe is None:
         raise ConfigError(f"--what must be one of {', '.join(RECIPES)}, got {config.what!r}")
+    spec = encoder_spec(config.embed_model)
+    if not store.get_embeddings(spec.fingerprint, recipe, gold_ids):
+        raise InputError(f"no gold pair has an embedding for {config.embed_model} ({recipe}): run "
+                         f"'skyrm embed --model {config.embed_model} --what {config.what}' first")
     run_id = store.start_run("retrieve", {**asdict(config), "recipe": recipe, "embed_fingerprint": spec.fingerprint})
     status = "failed"
     summary: dict[str, Any] = {"run_id": run_id, "round": config.round, "k_max": config.k_max,
-                               "embed_model": config.embed_model, "recipe": recipe}
+                               "embed_model": config.embed_model, "recipe": recipe, "gold": len(gold_ids)}
     try:
         cached = cached_gold_scores(store, config.model, gold_ids)
         if cached is not None:
@@ -295,55 +298,12 @@ def retrieve(store: Any, config: RetrieveConfig, *, progress: Progress | None = 
             p_stored = {g: v[2] for g, v in store.scores_for(score_run).items() if g in gold}
             summary["scores"] = f"scored (score run {score_run})"
         summary["score_run"] = score_run
-
-        gold_vectors = store.get_embeddings(spec.fingerprint, recipe, gold_ids)
-        queries, ks, ps = [], [], []
-        unscored = no_vector = 0
-        for g in gold_ids:
-            if g not in p_stored or not math.isfinite(p_stored[g]):
-                unscored += 1
-                continue
-            if g not in gold_vectors:
-                no_vector += 1
-                continue
-            p = label_confidence(p_stored[g], gold[g])
-            queries.append(g)
-            ps.append(p)
-            ks.append(adaptive_k(p, config.k_max))
-        pool_ids, pool, dim = _load_vectors(
-            store.iter_embeddings(spec.fingerprint, recipe, config.pool, without_label_kind=config.label_kind),
-            DTYPES[config.dtype])
-        query_set = set(gold_ids)
-        keep = [i for i, pid in enumerate(pool_ids) if pid not in query_set]  # a query is never its neighbour
-        if len(keep) != len(pool_ids):
-            pool_ids, pool = [pool_ids[i] for i in keep], pool[keep]
-        eligible = store.count_pairs(config.pool)
-        summary.update(gold=len(gold_ids), gold_unscored=unscored, gold_without_embedding=no_vector,
-                       queries=len(queries), rm_wrong=sum(p <= 0.5 for p in ps),
-                       mean_p=round(sum(ps) / len(ps), 4) if ps else None, pool=config.pool,
-                       pool_searched=len(pool_ids), pool_without_embedding=None)
-        if not gold_vectors:
-            raise InputError(f"no gold pair has an embedding for {config.embed_model} ({recipe}): run "
-                             f"'skyrm embed --model {config.embed_model} --what {config.what}' first")
-        summary["pool_without_embedding_or_labelled"] = max(0, eligible - len(pool_ids))
-        summary.pop("pool_without_embedding")
-        active = [i for i, k in enumerate(ks) if k > 0]
-        links: list[Link] = []
-        if active and len(pool_ids):
-            query_matrix = np.frombuffer(b"".join(gold_vectors[queries[i]] for i in active),
-                                         dtype="<f4").reshape(len(active), -1)
-            indices, scores = top_k(query_matrix, pool, max(ks[i] for i in active), backend=config.backend,
-                                    progress=progress)
-            links = select_neighbours([queries[i] for i in active], [ks[i] for i in active],
-                                      [ps[i] for i in active], indices, scores, pool_ids)
-        new = store.add_retrievals(run_id, config.round, [(l.gold_id, l.pair_id, l.similarity, l.rank, l.k, l.p)
-                                                          for l in links])
-        k_counts: dict[int, int] = {}
-        for k in ks:
-            k_counts[k] = k_counts.get(k, 0) + 1
-        summary.update(links=len(links), new_links=new, selected=len({l.pair_id for l in links}),
-                       k_requested=sum(ks), k_histogram={str(k): v for k, v in sorted(k_counts.items())},
-                       backend=config.backend, seconds=round(time.perf_counter() - started, 3))
+        confidences = {g: label_confidence(p_stored[g], gold[g]) for g in gold_ids
+                       if g in p_stored and math.isfinite(p_stored[g])}
+        summary["gold_unscored"] = len(gold_ids) - len(confidences)
+        links, stats = select_and_record(store, run_id, config, confidences, (spec.fingerprint, recipe),
+                                         progress=progress)
+        summary.update(stats, seconds=round(time.perf_counter() - started, 3))
         status = "done"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -351,8 +311,52 @@ def retrieve(store: Any, config: RetrieveConfig, *, progress: Progress | None = 
     finally:
         store.finish_run(run_id, status=status, metrics={k: v for k, v in summary.items() if k != "run_id"})
     if include_links:
-        summary["links_detail"] = [asdict(l) for l in links]
+        summary["links_detail"] = [asdict(link) for link in links]
     return summary
+
+
+def select_and_record(store: Any, run_id: int, config: RetrieveConfig, confidences: dict[str, float],
+                      space: tuple[str, str], *, progress: Progress | None = None
+                      ) -> tuple[list[Link], dict[str, Any]]:
+    """The rule and the search for gold pairs with known confidence ``p``; links go to ``retrievals``.
+
+    ``space`` is the (encoder fingerprint, recipe) whose stored vectors are searched. The pool
+    is ``config.pool`` less pairs with a ``config.label_kind`` label and less the queries.
+    """
+    queries = sorted(confidences)
+    vectors = store.get_embeddings(space[0], space[1], queries)
+    ks = {g: adaptive_k(confidences[g], config.k_max) for g in queries}
+    active = [g for g in queries if g in vectors and ks[g] > 0]
+    pool_ids, pool, _ = _load_vectors(
+        store.iter_embeddings(space[0], space[1], config.pool, without_label_kind=config.label_kind),
+        DTYPES[config.dtype])
+    query_set = set(queries)
+    keep = [i for i, pid in enumerate(pool_ids) if pid not in query_set]  # a query is never its own neighbour
+    if len(keep) != len(pool_ids):
+        pool_ids, pool = [pool_ids[i] for i in keep], pool[keep]
+    links: list[Link] = []
+    if active and pool_ids:
+        query_matrix = np.frombuffer(b"".join(vectors[g] for g in active), dtype="<f4").reshape(len(active), -1)
+        indices, scores = top_k(query_matrix, pool, max(ks[g] for g in active), backend=config.backend,
+                                progress=progress)
+        links = select_neighbours(active, [ks[g] for g in active], [confidences[g] for g in active],
+                                  indices, scores, pool_ids)
+    new = store.add_retrievals(run_id, config.round, [(link.gold_id, link.pair_id, link.similarity, link.rank,
+                                                       link.k, link.p) for link in links])
+    histogram: dict[str, int] = {}
+    for g in queries:
+        if g in vectors:
+            histogram[str(ks[g])] = histogram.get(str(ks[g]), 0) + 1
+    searched = [confidences[g] for g in queries if g in vectors]
+    stats = {"queries": len(searched), "gold_without_embedding": len(queries) - len(searched),
+             "rm_wrong": sum(p <= 0.5 for p in searched),
+             "mean_p": round(sum(searched) / len(searched), 4) if searched else None,
+             "k_histogram": dict(sorted(histogram.items(), key=lambda kv: int(kv[0]))),
+             "k_requested": sum(ks[g] for g in active), "pool": config.pool, "pool_searched": len(pool_ids),
+             "pool_unsearched": max(0, store.count_pairs(config.pool) - len(pool_ids)),
+             "links": len(links), "new_links": new, "selected": len({link.pair_id for link in links}),
+             "backend": config.backend}
+    return links, stats
 
 
 # ------------------------------------------------------- judge's selector

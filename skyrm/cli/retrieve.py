@@ -26,6 +26,7 @@ def embed(
                                       "attributes, when it has them).", metavar="prompt|prompt+attributes")]
     = "prompt+attributes",
     batch_size: Annotated[int, typer.Option(help="Texts per forward pass.")] = 64,
+    chunk: Annotated[int, typer.Option(help="Pairs per commit: at most this much work is lost to a kill.")] = 1024,
     limit: Annotated[Optional[int], typer.Option(help="Embed at most this many pairs.")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu or cuda (default: cuda if present).")] = None,
     json_: JsonOption = False,
@@ -40,7 +41,8 @@ def embed(
     from skyrm.embed import EmbedConfig, embed_pool
 
     store = open_store(db)
-    config = EmbedConfig(model=model, pool=pool, what=what, batch_size=batch_size, limit=limit, device=device)
+    config = EmbedConfig(model=model, pool=pool, what=what, batch_size=batch_size, chunk=chunk, limit=limit,
+                         device=device)
     with progress_bar("embed", enabled=not json_) as progress:
         result = embed_pool(store, config, progress=progress)
     if json_:
@@ -91,7 +93,7 @@ def retrieve(
     table = Table("metric", "value")
     for key in ("run_id", "round", "scores", "gold", "gold_unscored", "gold_without_embedding", "queries",
                 "rm_wrong", "mean_p", "k_histogram", "k_requested", "pool_searched",
-                "pool_without_embedding_or_labelled", "links", "new_links", "selected", "seconds"):
+                "pool_unsearched", "links", "new_links", "selected", "seconds"):
         if key in result and result[key] is not None:
             table.add_row(key, str(result[key]))
     console.print(table)

@@ -1,21 +1,31 @@
 """Few-shot gold examples for a target pair (METHOD.md Stage 1 step 3).
 
-The paper puts the most similar human-labelled pairs in the judge prompt. Until
-embeddings and k-NN retrieval exist, "similar" means: the same task category
-(from attributes) first, then the same source, then any gold pair. Within each
-tier the order is a seeded shuffle keyed by the tier, not by the target, so all
-targets of one category get the *same* examples and the judge's prefix cache
-reuses the whole few-shot block across them. The retrieval issue replaces the
-body of ``ExampleSelector.select`` only; its signature stays.
+The paper puts up to 8 of the most similar human-labelled pairs in the judge prompt.
+Similar means: nearest by cosine over the embeddings ``skyrm embed`` stored (the
+embedding space that covers the most gold pairs, unless one is named). Where the target
+or too few gold pairs have a vector in that space, the rest comes from the fallback
+tiers: the same task category (from attributes) first, then the same source, then any
+gold pair, each tier in a seeded shuffle keyed by the tier, not by the target.
 
-Deliberately not here: rendering examples (prompts.py) or calling models.
+Prefix reuse: the judge's KV cache keeps the longest prefix a prompt shares with the
+previous one, and ``label_pairs`` orders targets by their shot ids. With ``order =
+"shared"`` (the default) the chosen examples are presented in one global order of the
+gold pairs (most central first: a gold pair that is among the nearest neighbours of
+many gold pairs comes early), so targets whose neighbourhoods overlap share their
+leading examples; ``order = "similarity"`` presents the nearest first. Which examples
+are chosen does not depend on the order. The closing note of issue 13 and the README
+give the measured tokens each order reuses.
+
+Deliberately not here: rendering examples (prompts.py), computing embeddings, calling models.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterable
+from typing import Any
 
+from skyrm.errors import ConfigError
 from skyrm.judges.prompts import Shot
 from skyrm.records import Attributes, Pair
 from skyrm.store import Store
@@ -24,8 +34,18 @@ from skyrm.store import Store
 class ExampleSelector:
     """Holds the gold pool (small by construction: humans verified it) for repeated selection."""
 
-    def __init__(self, store: Store, *, seed: int = 0):
+    ORDERS = ("shared", "similarity")
+    CENTRALITY_K = 8  # neighbours per gold pair when ranking gold pairs by centrality
+
+    def __init__(self, store: Store, *, seed: int = 0, embedding: tuple[str, str] | str | None = "auto",
+                 order: str = "shared"):
+        """``embedding``: "auto" (the space covering most gold pairs), a (fingerprint, recipe)
+        pair, or None for the fallback tiers only."""
+        if order not in self.ORDERS:
+            raise ConfigError(f"example order must be one of {', '.join(self.ORDERS)}, got {order!r}")
+        self.store = store
         self.seed = seed
+        self.order = order
         self.gold: dict[str, tuple[Pair, str]] = {}
         for pair_id, pair, verdict in store.iter_pairs("gold", oriented=False):
             if verdict in ("chosen", "rejected"):  # a tie teaches nothing about which is better
@@ -40,17 +60,69 @@ class ExampleSelector:
             self._tiers.setdefault(("all", ""), []).append(pair_id)
         for key, ids in self._tiers.items():
             random.Random(f"{seed}:{key[0]}:{key[1]}").shuffle(ids)
+        self.space: tuple[str, str] | None = None
+        self._ids: list[str] = []
+        self._matrix: Any = None
+        self._rank: dict[str, int] = {}
+        self._load_space(embedding)
+
+    def _load_space(self, embedding: tuple[str, str] | str | None) -> None:
+        if embedding is None or not self.gold:
+            return
+        if embedding == "auto":
+            spaces = [s for s in self.store.embedding_spaces("gold") if s["recipe"] != "legacy"]
+            if not spaces:
+                return
+            embedding = (spaces[0]["fingerprint"], spaces[0]["recipe"])
+        import numpy as np
+
+        blobs = self.store.get_embeddings(embedding[0], embedding[1], self.gold)
+        if not blobs:
+            return
+        self.space = (embedding[0], embedding[1])
+        self._ids = sorted(blobs)
+        self._matrix = np.frombuffer(b"".join(blobs[i] for i in self._ids), dtype="<f4").reshape(len(self._ids), -1)
+        self._rank = self._central_order()
+
+    def _central_order(self) -> dict[str, int]:
+        """Gold ids ranked by how many gold pairs have them among their nearest (ties by id)."""
+        import numpy as np
+
+        from skyrm.retrieve import exact_top_k
+
+        k = min(self.CENTRALITY_K + 1, len(self._ids))  # +1: a pair is its own nearest
+        indices, _ = exact_top_k(self._matrix, self._matrix, k)
+        counts = np.bincount(indices[indices >= 0].ravel(), minlength=len(self._ids))
+        ranked = sorted(range(len(self._ids)), key=lambda i: (-int(counts[i]), self._ids[i]))
+        return {self._ids[i]: rank for rank, i in enumerate(ranked)}
+
+    def _nearest(self, target_id: str, k: int) -> list[str]:
+        """Up to ``k`` gold ids nearest to the target's stored vector, nearest first (ties by id)."""
+        if self.space is None or k <= 0:
+            return []
+        blob = self.store.get_embeddings(self.space[0], self.space[1], [target_id]).get(target_id)
+        if blob is None:
+            return []
+        import numpy as np
+
+        similarity = self._matrix @ np.frombuffer(blob, dtype="<f4")
+        ranked = np.argsort(-similarity, kind="stable")[:k + 1]  # ids are sorted: ties go to the lower id
+        return [self._ids[i] for i in ranked if self._ids[i] != target_id][:k]
 
     def __len__(self) -> int:
         return len(self.gold)
 
     def select(self, target_id: str, target: Pair, attributes: Attributes | None, k: int) -> list[Shot]:
-        """Up to ``k`` gold examples, most similar first; never the target itself."""
+        """Up to ``k`` gold examples, the nearest by embedding (in the selector's order), then
+        the fallback tiers; never the target itself."""
+        nearest = self._nearest(target_id, k)
+        if self.order == "shared":
+            nearest.sort(key=lambda i: self._rank[i])
+        picked: list[str] = list(nearest)
         tiers: list[tuple[str, str]] = []
         if attributes is not None:
             tiers.append(("category", attributes.task_category))
         tiers += [("source", target.source), ("all", "")]
-        picked: list[str] = []
         for tier in tiers:
             for pair_id in self._tiers.get(tier, []):
                 if len(picked) >= k:
@@ -61,7 +133,7 @@ class ExampleSelector:
 
 
 def select_examples(store: Store, target_pair_id: str, k: int, *, seed: int = 0) -> list[Shot]:
-    """The one entry point retrieval will replace: ``k`` gold examples for one stored pair."""
+    """``k`` gold examples for one stored pair (see ``ExampleSelector``)."""
     target = store.get_pair(target_pair_id)
     if target is None:
         return []

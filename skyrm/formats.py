@@ -111,23 +111,29 @@ class Record(NamedTuple):
 
 
 def _iter_jsonl(path: Path, keep: Callable[[int], bool] | None = None) -> Iterator[Record]:
-    with _open_binary(path) as handle:
-        for number, raw in enumerate(handle, start=1):
-            if keep is not None and not keep(number):
-                continue
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield Record(number, number, None, None, f"invalid UTF-8 at byte {exc.start}",
-                             raw.decode("utf-8", "replace"))
-                continue
-            text = text.rstrip("\r\n")
-            if not text.strip():
-                continue
-            try:
-                yield Record(number, number, None, json.loads(text), None, text)
-            except json.JSONDecodeError as exc:
-                yield Record(number, number, None, None, f"invalid JSON ({exc.msg} at column {exc.colno})", text)
+    number = 0  # lines read whole, skipped ones too: where a damaged file breaks off
+    try:
+        with _open_binary(path) as handle:
+            for number, raw in enumerate(handle, start=1):
+                if keep is not None and not keep(number):
+                    continue
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    yield Record(number, number, None, None, f"invalid UTF-8 at byte {exc.start}",
+                                 raw.decode("utf-8", "replace"))
+                    continue
+                text = text.rstrip("\r\n")
+                if not text.strip():
+                    continue
+                try:
+                    yield Record(number, number, None, json.loads(text), None, text)
+                except json.JSONDecodeError as exc:
+                    yield Record(number, number, None, None, f"invalid JSON ({exc.msg} at column {exc.colno})",
+                                 text)
+    except (OSError, EOFError, zlib.error) as exc:  # truncated or not really gzip, or an I/O error
+        after = f" after line {number}" if number else ""
+        raise InputError(f"cannot read the file{after} ({exc})", path=str(path)) from exc
 
 
 def _iter_json_array(path: Path, chunk_chars: int = 1 << 20) -> Iterator[Record]:

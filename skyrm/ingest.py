@@ -13,6 +13,7 @@ in-process, where starting an interpreter costs more than it saves.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -25,6 +26,7 @@ from skyrm.formats import (SHAPE_TO_FORMAT, SHAPES, PairWriter, default_source, 
                            pair_to_row, read_pairs, sniff, strip_data_suffixes)
 from skyrm.import_reader import STDIN_NAME, read_batches, read_batches_in_children
 from skyrm.records import Label, content_hash
+from skyrm.selection import empty_selection_error
 from skyrm.store import Store
 
 IMPORT_AS = ("pool", "gold", "silver")
@@ -239,6 +241,9 @@ def import_file(store: Store, path: str | os.PathLike[str], *, fmt: str = "auto"
         if probe is not None and not probe.good:
             raise InputError(f"{exc}; nothing from this file was stored") from exc
         if summary.rows == 0:
+            if start_line:
+                raise InputError(f"{exc}; the rows before it were stored by an earlier run, and the file is "
+                                 "not marked as imported") from exc
             raise
         with store.bulk_import():
             flush()
@@ -357,13 +362,19 @@ def export_pairs(store: Store, path: str | os.PathLike[str], *, pool: str = "cur
     """Write a pool to JSONL or Parquet in an exchange shape; returns the number of pairs.
 
     Pairs come oriented by their effective verdict (a pair labelled 'rejected'
-    is written flipped). The file appears only when complete.
+    is written flipped). The file appears only when complete. A pool without
+    pairs writes no file and raises, saying what the store's pools and sources hold;
+    an unknown pool or source name raises listing the valid ones.
     """
     if shape not in SHAPES:
         raise InputError(f"unknown shape '{shape}' (choose from {', '.join(SHAPES)})")
+    pairs = store.iter_pairs(pool, oriented=True)  # checks the pool name before a file is opened
+    first = next(pairs, None)
+    if first is None:
+        raise empty_selection_error(pool, store.pool_counts(), store.source_counts())
     writer = PairWriter(path)
     try:
-        for _, pair, _ in store.iter_pairs(pool, oriented=True):
+        for _, pair, _ in itertools.chain([first], pairs):
             writer.write(pair_to_row(pair, shape))
             if progress and writer.count % 2000 == 0:
                 progress(writer.count, None, "")

@@ -1,4 +1,9 @@
-"""Store and data commands: init, import, export, status, decontam."""
+"""Store and data commands: init, import, export, status, decontam.
+
+With --json each command prints one JSON value on stdout and nothing else there:
+init and export an object, import a list of one object per file, status and
+decontam an object (errors stay one line on stderr, exit code 1).
+"""
 
 from __future__ import annotations
 
@@ -8,27 +13,34 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from skyrm.cli._common import DbOption, JsonOption, app, console, open_store, print_json, progress_bar
+from skyrm.cli._common import (DbOption, JsonOption, app, console, discard_new_empty_store, open_store, print_json,
+                               progress_bar)
 from skyrm.errors import InputError
 from skyrm.formats import FORMATS, SHAPES
 
 
 @app.command()
-def init(db: DbOption) -> None:
+def init(db: DbOption, json_: JsonOption = False) -> None:
     """Create the SQLite store, or upgrade an existing one to the current schema.
 
     Example: skyrm init --db lab.db
     """
     store = open_store(db, create=True)
+    if json_:
+        print_json({"db": store.path, "migrations": store.migrations_applied()})
+        return
     console.print(f"store ready: [bold]{store.path}[/bold] ({len(store.migrations_applied())} migrations applied)")
 
 
 @app.command("import")
 def import_(
     files: Annotated[list[Path], typer.Argument(help="JSONL, JSON array or Parquet files (optionally .gz), "
-                                                "or directories to search for them.")],
+                                                "directories to search for them, or - for JSON lines on "
+                                                "standard input.")],
     db: DbOption,
-    source: Annotated[str | None, typer.Option(help="Source name (default: the file name).")] = None,
+    source: Annotated[str | None, typer.Option(help="Source name (default: the file name without suffixes; "
+                                               "for a file found in a directory, its path below that directory; "
+                                               "'stdin' for -).")] = None,
     fmt: Annotated[str, typer.Option("--format", help=f"Row shape: {', '.join(FORMATS)}.")] = "auto",
     as_: Annotated[str, typer.Option("--as", help="pool: unverified pairs; gold: the file's labels are "
                                      "human-verified; silver: they are LLM labels.")] = "pool",
@@ -38,15 +50,24 @@ def import_(
     """Import preference pairs: validate, deduplicate by content, quarantine bad rows.
 
     Streams files of any size. An interrupted import resumes when run again, and
-    a finished one adds nothing.
+    a finished one adds nothing. A file none of whose first 100 rows gives a pair
+    (wrong --format, not a data file, empty) fails and stores nothing.
 
     Example: skyrm import data/demo_pairs.jsonl.gz --source demo
     """
-    from skyrm.ingest import import_files
+    from skyrm.ingest import import_files, named_paths
 
+    named_paths(files)  # a missing file fails here, before a store is created for nothing
+    existed = Path(db).exists()
     store = open_store(db, create=True)
-    with progress_bar("import", enabled=not json_) as progress:
-        summaries = import_files(store, files, fmt=fmt, source=source, as_=as_, strict=strict, progress=progress)
+    try:
+        with progress_bar("import", enabled=not json_) as progress:
+            summaries = import_files(store, files, fmt=fmt, source=source, as_=as_, strict=strict,
+                                     progress=progress)
+    except BaseException:
+        if not existed:
+            discard_new_empty_store(store)
+        raise
     if json_:
         print_json([s.as_dict() for s in summaries])
         return
@@ -68,19 +89,25 @@ def export(
     pool: Annotated[str, typer.Option(help="curated, gold, silver, unverified, discarded, trainable, all, "
                                       "or a source name.")] = "curated",
     shape: Annotated[str, typer.Option(help=f"Row shape: {', '.join(SHAPES)}.")] = "trl",
+    json_: JsonOption = False,
 ) -> None:
     """Export a pool in the shape TRL, OpenRLHF or LLaMA-Factory read.
 
     Pairs are oriented by their labels: a pair judged the other way round is
-    written flipped. `skyrm import` reads every shape back.
+    written flipped. `skyrm import` reads every shape back. A pool with no pairs
+    writes nothing and fails, listing the pools and sources the store holds.
+    --json prints {"path", "pool", "shape", "pairs"}.
 
     Example: skyrm export --to curated.jsonl --pool curated --shape trl
     """
     from skyrm.ingest import export_pairs
 
     store = open_store(db)
-    with progress_bar("export") as progress:
+    with progress_bar("export", enabled=not json_) as progress:
         count = export_pairs(store, to, pool=pool, shape=shape, progress=progress)
+    if json_:
+        print_json({"path": str(to), "pool": pool, "shape": shape, "pairs": count})
+        return
     console.print(f"wrote {count} pairs to [bold]{to}[/bold]")
 
 
@@ -121,17 +148,23 @@ def status(db: DbOption, json_: JsonOption = False) -> None:
 @app.command()
 def decontam(
     db: DbOption,
-    against: Annotated[list[Path], typer.Option("--against", help="Benchmark file(s) whose first-turn "
-                                                "prompts must not leak into training data.")],
+    against: Annotated[list[Path] | None, typer.Option(
+        "--against", help="Benchmark file(s) whose first-turn prompts must not leak into training data; "
+        "several may follow one --against, or repeat it.", show_default=False)] = None,
+    more: Annotated[list[Path] | None, typer.Argument(
+        help="More benchmark files (what follows --against A: B C...).", show_default=False)] = None,
     n: Annotated[int, typer.Option(help="n-gram length in words.")] = 13,
     json_: JsonOption = False,
 ) -> None:
     """Mark pairs sharing an n-gram with a benchmark prompt (a rule label; nothing is deleted).
 
-    Example: skyrm decontam --against rm-bench/chat_filtered.json --against judgebench.jsonl
+    Example: skyrm decontam --against rm-bench/chat_filtered.json judgebench.jsonl
     """
     from skyrm.decontam import decontaminate
 
+    against = [*(against or []), *(more or [])]
+    if not against:
+        raise InputError("no benchmark files: give them with --against FILE [FILE...]")
     if n < 1:
         raise InputError("--n must be at least 1")
     store = open_store(db)

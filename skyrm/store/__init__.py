@@ -67,6 +67,9 @@ class Store:
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, create: bool = True):
         self.path = str(path if path is not None else default_db_path())
+        if self.path != ":memory:" and not Path(self.path).parent.is_dir():  # sqlite would only say "unable to open"
+            raise StoreError(f"{self.path}: directory {Path(self.path).parent.resolve()} does not exist "
+                             "(create it, or give another --db)")
         if self.path != ":memory:" and not create and not Path(self.path).exists():
             raise StoreError(f"no store at {self.path}: run 'skyrm init --db {self.path}' first")
         try:

@@ -22,7 +22,8 @@ TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json"}
 
 def train(store, base, out, **overrides):
     settings = dict(base=str(base), pool="all", eval_pool="holdout", holdout=0.25, out=str(out), max_length=64,
-                    batch_size=4, steps=4, eval_every=2, lr=5e-3, device="cpu")
+                    batch_size=4, steps=4, eval_every=2, lr=5e-3, device="cpu",
+                    precision="fp32")  # auto means bf16 on AVX512-BF16/AMX CPUs; these tests compare to 1e-5
     settings.update(overrides)
     return train_reward_model(store, load_config(None, **settings))
 

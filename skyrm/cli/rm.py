@@ -55,6 +55,9 @@ def train(
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 … (default: cuda if present).")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML file with any of these settings.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")] = False,
+    max_memory: Annotated[Optional[str], typer.Option(
+        help="Memory a training step may use, e.g. 16GB (default: what the machine has free). A batch "
+             "that would not fit runs as smaller micro-batches with gradient accumulation.")] = None,
     json_: JsonOption = False,
 ) -> None:
     """Train a Bradley-Terry reward model on a pool; keep the checkpoint with the best eval accuracy.
@@ -73,7 +76,7 @@ def train(
                     shared_prefix=shared_prefix, lora_r=lora_r,
                     lora_alpha=lora_alpha, margin=margin, center_coef=center_coef, max_pairs=max_pairs,
                     max_eval_pairs=max_eval_pairs, head_epochs=head_epochs,
-                    seed=seed, device=device, resume=resume or None)
+                    seed=seed, device=device, resume=resume or None, max_memory=max_memory)
     cfg = load_config(config, **settings)
     store = open_store(db)
     main = _is_main_process()
@@ -95,7 +98,13 @@ def train(
     table.add_row("train skipped/truncated", str(skipped or "none"))
     left_out = {k: v for k, v in result["selected"].items() if k not in ("train", "eval") and v}
     table.add_row("pairs left out", str(left_out or "none"))
+    memory = result.get("memory") or {}
+    if memory.get("estimate_gb") is not None:
+        table.add_row("memory", f"estimated {memory['estimate_gb']} GB of {memory['limit_gb']} GB; micro-batch "
+                                f"{memory['batch_size']} x {memory['grad_accum']} accumulation")
     console.print(table)
+    if memory.get("note"):
+        console.print(f"[yellow]memory:[/yellow] {memory['note']}", highlight=False)
 
 
 @app.command()

@@ -63,6 +63,7 @@ class TrainConfig:
     head_batch_size: int = 256   # --method head: pairs per step on cached features
     head_epochs: int = 30        # --method head: passes over the cached features (unless --steps)
     resume: bool = False
+    max_memory: str | None = None  # e.g. "16GB": the memory a step may use (default: what the machine has free)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -84,6 +85,10 @@ class TrainConfig:
             raise ConfigError(f"--steps must be at least 1, got {self.steps}")
         if self.epochs <= 0:
             raise ConfigError(f"--epochs must be positive, got {self.epochs}")
+        if self.max_memory is not None:
+            from skyrm.rm.memory import parse_memory
+
+            parse_memory(self.max_memory)  # a bad size fails here, before anything loads
 
     @property
     def learning_rate(self) -> float:

@@ -37,7 +37,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -501,8 +501,13 @@ def _train_loop(store: Store, config: TrainConfig, rt: Runtime, source: ModelSou
     packed, report["shared_prefix"] = use_shared_prefix(config, eval_reader, train_enc, tokenizer.pad_token_id,
                                                         side, device, amp)
     lengths = pair_lengths(train_enc, packed)
+    config, report["memory"] = fit_memory(config, model, max(lengths), packed, amp, rt, resume_state)
+    if progress and rt.main and report["memory"]["note"]:
+        progress(0, None, report["memory"]["note"])
     per_epoch_micro = (math.ceil(len(train_enc) / config.batch_size) // rt.world) * rt.world or rt.world
-    steps_per_epoch = max(1, per_epoch_micro // (rt.world * config.grad_accum))
+    # an epoch ends with a short accumulation group rather than dropping it (the loop steps at the end of its
+    # micro-batches), so a micro-batch split by the memory guard gives the same optimizer steps
+    steps_per_epoch = max(1, math.ceil(per_epoch_micro / (rt.world * config.grad_accum)))
     total_steps = config.steps or max(1, int(round(config.epochs * steps_per_epoch)))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config, total_steps))
 
@@ -540,7 +545,8 @@ def _train_loop(store: Store, config: TrainConfig, rt: Runtime, source: ModelSou
             return
         began = time.perf_counter()
         state = {"step": step, "epoch": epoch, "micro": micro, "history": history, "best": best,
-                 "run_id": run_id, "data_fingerprint": data_fp, "total_steps": total_steps}
+                 "run_id": run_id, "data_fingerprint": data_fp, "total_steps": total_steps,
+                 "batch_size": config.batch_size, "grad_accum": config.grad_accum}
 
         meta = dict(meta_base, step=step, trainer_state=state)
         save_checkpoint(model, tokenizer, out / "last", method=config.method, meta=meta,
@@ -634,6 +640,29 @@ def _train_loop(store: Store, config: TrainConfig, rt: Runtime, source: ModelSou
 
         dist.barrier()
     return {"run_id": run_id, "out": str(out), **metrics}
+
+
+def fit_memory(config: TrainConfig, model: Any, seq_len: int, packed: bool, amp: Any, rt: Runtime,
+               resume_state: dict[str, Any] | None) -> tuple[TrainConfig, dict[str, Any]]:
+    """The config with a micro-batch that fits memory (same effective batch), and the plan's report.
+
+    A resumed run keeps the micro-batch it started with, so its batches replay exactly.
+    """
+    from skyrm.rm.memory import (ModelShape, activation_bytes_for, available_bytes, parse_memory,
+                                 plan_micro_batch, weight_bytes_for)
+
+    if resume_state and "batch_size" in resume_state:
+        kept = replace(config, batch_size=resume_state["batch_size"], grad_accum=resume_state["grad_accum"])
+        return kept, {"batch_size": kept.batch_size, "grad_accum": kept.grad_accum, "note": ""}
+    limit = parse_memory(config.max_memory) if config.max_memory else available_bytes(rt.device)
+    if rt.device == "cpu" and not config.max_memory:
+        limit //= rt.world  # the processes of a CPU run share one machine's memory
+    plan = plan_micro_batch(ModelShape.of(model), batch_size=config.batch_size, grad_accum=config.grad_accum,
+                            seq_len=seq_len, limit_bytes=limit, activation_bytes=activation_bytes_for(amp),
+                            weight_bytes=weight_bytes_for(config.method),
+                            checkpointing=config.gradient_checkpointing, rows_per_pair=1 if packed else 2)
+    fitted = replace(config, batch_size=plan.batch_size, grad_accum=plan.grad_accum)
+    return fitted, plan.as_dict()
 
 
 def _no_sync(model: Any) -> Any:

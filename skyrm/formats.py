@@ -616,20 +616,11 @@ def default_source(path: Path) -> str:
 
 
 def sniff(path: str | os.PathLike[str]) -> str | None:
-    """What a file that reads as no valid row probably is, as a hint for the user (or None).
-
-    'looks like judgebench' comes from the keys of its first object; otherwise its first
-    bytes tell gzip or Parquet data under another name, or data that is not text.
-    """
+    """What a file whose rows are no JSON objects probably is, as a hint for the user (or None):
+    its first bytes tell gzip or Parquet data under another name, or data that is not text."""
     file = Path(path)
     if is_stdin(file):
         return None
-    try:
-        detected = detect_file_format(file)
-    except InputError:
-        detected = None
-    if detected:
-        return f"the rows look like {detected}: try --format {detected} or auto"
     try:
         with open(file, "rb") as handle:
             head = handle.read(4096)

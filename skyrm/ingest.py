@@ -9,6 +9,12 @@ import resumes where it stopped and a finished one is not read again.
 Large files are read, validated and hashed by child processes while the
 previous batch is written (``skyrm.import_reader``); small files are read
 in-process, where starting an interpreter costs more than it saves.
+
+Surprises (issue 12): nothing is written until the first ``PROBE_ROWS`` rows
+(or the whole shorter file) have given at least one pair, so a wrong
+``--format``, a binary or an empty file fails with its likely cause and leaves
+no trace; a file that breaks off keeps the rows read before the damage and the
+error says how many; default source names never put two files under one name.
 """
 
 from __future__ import annotations
@@ -140,21 +146,26 @@ class _Probe:
     def message(self, *, ended: bool) -> str:
         n = self.rows
         scope = (f"its {n} row" if n == 1 else f"its {n} rows") if ended else f"its first {n} rows"
-        detected = detect_file_format(self.file) if not is_stdin(self.file) else None
+        try:
+            detected = detect_file_format(self.file) if not is_stdin(self.file) else None
+        except InputError:  # not even a JSON array: sniff() below says what it may be
+            detected = None
         if self.fmt != "auto":
             what = f"matches --format {self.fmt}"
         elif detected:
-            what = f"is a valid {detected} row (the format detected from its first row)"
+            what = f"is a valid {detected} row"
         else:
             what = "is a valid row"
         top = sorted(self.reasons.items(), key=lambda item: -item[1])[:2]
         why = ", ".join(f"{key} in {count} of {n}" for key, count in top)
-        hint = sniff(self.file) if not is_stdin(self.file) else None
-        if hint and detected and detected == self.fmt:
-            hint = None  # the rows have the keys of the format asked for: the data itself is bad
-        if hint is None:
-            hint = "check the file (skyrm status lists quarantined rows of earlier imports)" if detected \
-                else "no --format fits its rows: check the file or pass --format"
+        if self.fmt == "auto" and detected:
+            why = f"{detected} detected from its first row; {why}"
+        if detected and self.fmt in ("auto", detected):
+            hint = "the rows have that format's fields but not valid values: check the file"
+        elif detected:
+            hint = f"the rows look like {detected}: try --format {detected} or auto"
+        else:
+            hint = sniff(self.file) or "no --format fits its rows: check the file or pass --format"
         return f"none of {scope} {what} ({why}); {hint}; nothing was stored"
 
 

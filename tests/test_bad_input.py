@@ -101,6 +101,18 @@ def test_gzip_data_without_gz_suffix_fails_with_the_cause(db, shared_data, tmp_p
     assert snapshot(db) == before
 
 
+def test_rows_of_the_detected_format_that_are_all_bad_fail(db, tmp_path):
+    empty_turn = json.dumps({"chosen": "\n\nHuman: hi\n\nAssistant:", "rejected": "\n\nHuman: hi\n\nAssistant:"})
+    path = tmp_path / "hollow.jsonl"
+    path.write_text((empty_turn + "\n") * 3)
+    before = snapshot(db)
+    line = error_line(skyrm("import", path, db=db))
+    assert line == (f"error: {path}: none of its 3 rows is a valid hh row (hh detected from its first row; field "
+                    "'chosen': final assistant turn is empty in 3 of 3); the rows have that format's fields but not "
+                    "valid values: check the file; nothing was stored")
+    assert snapshot(db) == before
+
+
 @pytest.mark.parametrize("name, content", [("empty.jsonl", ""), ("blank.jsonl", "\n\n  \n"), ("empty.json", "[]")])
 def test_empty_file_fails_saying_it_has_no_rows(db, tmp_path, name, content):
     path = tmp_path / name

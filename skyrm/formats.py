@@ -74,8 +74,16 @@ STDIN = "-"  # the path that means standard input
 GZIP_MAGIC, PARQUET_MAGIC = b"\x1f\x8b", b"PAR1"
 
 
+STDIN_NAME = "<stdin>"  # how messages and the quarantine name standard input
+
+
 def is_stdin(path: str | os.PathLike[str]) -> bool:
     return str(path) == STDIN
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """A path as messages show it ('<stdin>' for '-')."""
+    return STDIN_NAME if is_stdin(path) else str(path)
 
 
 def _open_binary(path: Path) -> Any:
@@ -133,7 +141,7 @@ def _iter_jsonl(path: Path, keep: Callable[[int], bool] | None = None) -> Iterat
                                  text)
     except (OSError, EOFError, zlib.error) as exc:  # truncated or not really gzip, or an I/O error
         after = f" after line {number}" if number else ""
-        raise InputError(f"cannot read the file{after} ({exc})", path=str(path)) from exc
+        raise InputError(f"cannot read the file{after} ({exc})", path=display_path(path)) from exc
 
 
 def _iter_json_array(path: Path, chunk_chars: int = 1 << 20) -> Iterator[Record]:
@@ -556,7 +564,7 @@ def read_pairs(path: str | os.PathLike[str], *, fmt: str = "auto", source: str |
         yield from _parse_records(file, chosen_format, source_name, start_record, keep, last)
     except (OSError, EOFError, zlib.error) as exc:  # unreadable, truncated or not really gzip
         after = f" after line {last[0]}" if last[0] else ""
-        raise InputError(f"cannot read the file{after} ({exc})", path=str(file)) from exc
+        raise InputError(f"cannot read the file{after} ({exc})", path=display_path(file)) from exc
 
 
 def _parse_records(file: Path, chosen_format: str | None, source_name: str, start_record: int,
@@ -566,10 +574,10 @@ def _parse_records(file: Path, chosen_format: str | None, source_name: str, star
         if number <= start_record:
             continue
         if error is not None:
-            yield ReadResult(line, [], BadRow(str(file), line, "", error, raw[:20000], element), number, element)
+            yield ReadResult(line, [], BadRow(display_path(file), line, "", error, raw[:20000], element), number, element)
             continue
         if not isinstance(value, dict):
-            yield ReadResult(line, [], BadRow(str(file), line, "", f"expected an object, got {type(value).__name__}",
+            yield ReadResult(line, [], BadRow(display_path(file), line, "", f"expected an object, got {type(value).__name__}",
                                               raw[:20000] or json.dumps(value)[:20000], element), number, element)
             continue
         if chosen_format is None:
@@ -577,11 +585,11 @@ def _parse_records(file: Path, chosen_format: str | None, source_name: str, star
             if chosen_format is None:
                 where = f" (element {element})" if element is not None else ""
                 raise InputError(f"cannot tell the file's format from its first row{where} (keys: "
-                                 f"{', '.join(sorted(value)) or 'none'}); pass --format", path=str(file), line=line)
+                                 f"{', '.join(sorted(value)) or 'none'}); pass --format", path=display_path(file), line=line)
         try:
             pairs = PARSERS[chosen_format](value, source_name)
         except RowError as exc:
-            yield ReadResult(line, [], BadRow(str(file), line, exc.field, exc.reason,
+            yield ReadResult(line, [], BadRow(display_path(file), line, exc.field, exc.reason,
                                               raw[:20000] or json.dumps(value, ensure_ascii=False, default=str)[:20000],
                                               element), number, element)
             continue

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from skyrm.errors import SkyrmError
-from skyrm.formats import detect_file_format, is_line_delimited, is_stdin, read_pairs
+from skyrm.formats import STDIN_NAME, detect_file_format, is_line_delimited, is_stdin, read_pairs
 from skyrm.store import pair_row
 
 # One row of a file as the writer needs it: record number (``formats.Record``; the line of a
@@ -40,8 +40,6 @@ from skyrm.store import pair_row
 ParsedRow = tuple[int, list[tuple], "dict[str, Any] | None"]
 # Child processes for a line-delimited file: two parsers keep a writer busy on two cores.
 READERS = 2
-# The quarantine's path for rows read from standard input.
-STDIN_NAME = "<stdin>"
 
 
 def _parsed_rows(path: Path, fmt: str, source: str, start_line: int,

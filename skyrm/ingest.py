@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from skyrm.errors import InputError, SkyrmError
-from skyrm.formats import (SHAPE_TO_FORMAT, SHAPES, PairWriter, default_source, detect_file_format, is_stdin,
-                           pair_to_row, read_pairs, sniff, strip_data_suffixes)
-from skyrm.import_reader import STDIN_NAME, read_batches, read_batches_in_children
+from skyrm.formats import (SHAPE_TO_FORMAT, SHAPES, STDIN_NAME, PairWriter, default_source, detect_file_format,
+                           display_path, is_stdin, pair_to_row, read_pairs, sniff, strip_data_suffixes)
+from skyrm.import_reader import read_batches, read_batches_in_children
 from skyrm.records import Label, content_hash
 from skyrm.selection import empty_selection_error
 from skyrm.store import Store
@@ -137,9 +137,9 @@ class _Probe:
             return
         if self.rows == 0:
             error = InputError("the file has no rows (it is empty, holds only blank lines or an empty array); "
-                               "nothing was imported", path=str(self.file))
+                               "nothing was imported", path=display_path(self.file))
         else:
-            error = InputError(self.message(ended=ended), path=str(self.file))
+            error = InputError(self.message(ended=ended), path=display_path(self.file))
         error.probe = True  # type: ignore[attr-defined] -- the import re-raises it as is
         raise error
 

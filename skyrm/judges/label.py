@@ -17,11 +17,9 @@ wording, vote maths (see backends, prompts.py, votes.py).
 from __future__ import annotations
 
 import random
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from skyrm.errors import ConfigError, InputError, JudgeError
@@ -33,6 +31,7 @@ from skyrm.judges.prompts import ORDERS, Budget, PairwisePrompts, Shot, load_tem
     pairwise_prompts
 from skyrm.judges.votes import CONTESTED_POLICIES, ModelVerdict, logprob_verdict, merge_models, sample_verdict
 from skyrm.records import Attributes, Label, Pair, content_hash
+from skyrm.selection import parse_selection
 from skyrm.store import Store
 
 Progress = Callable[[int, "int | None", str], None]
@@ -111,9 +110,6 @@ class JudgeSummary:
 
 
 # ------------------------------------------------------------------ targets
-_HEX_ID = re.compile(r"[0-9a-f]{32}")
-
-
 def resolve_targets(store: Store, pool: str, limit: int | None = None) -> list[str]:
     """Pair ids from a pool name, a source name, a file of ids, or comma-separated ids.
 
@@ -124,27 +120,17 @@ def resolve_targets(store: Store, pool: str, limit: int | None = None) -> list[s
     retrieved = retrieved_targets(store, pool, "llm")
     if retrieved is not None:
         return retrieved[:limit] if limit is not None else retrieved
-    if _is_file(pool):
-        ids = [line.strip() for line in Path(pool).read_text(encoding="utf-8").splitlines() if line.strip()]
-    elif "," in pool or _HEX_ID.fullmatch(pool):
-        ids = [part.strip() for part in pool.split(",") if part.strip()]
-    else:
+    choice = parse_selection(pool)
+    if choice.kind != "ids":
         ids = store.pair_ids(pool)
         return ids[:limit] if limit is not None else ids
+    ids = list(choice.ids)
     found = store.get_pairs(ids)
     unknown = [i for i in ids if i not in found]
     if unknown:
         raise InputError(f"{len(unknown)} pair id(s) not in the store, e.g. {unknown[0]}: check --pool")
     ids = list(dict.fromkeys(ids))
     return ids[:limit] if limit is not None else ids
-
-
-def _is_file(name: str) -> bool:
-    """True for an existing file; a long list of ids is no file name (the OS refuses to stat it)."""
-    try:
-        return Path(name).is_file()
-    except OSError:
-        return False
 
 
 def dedup_key(pair_id: str, producer: str, prompt_version: str, params: dict[str, Any], round_: int) -> str:

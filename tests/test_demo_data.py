@@ -20,12 +20,15 @@ def test_generator_is_deterministic_and_distinct(tmp_path):
 
 
 def test_arithmetic_answers_are_right_in_chosen():
+    checked = 0
     for row in demo_data.generate(300, seed=1):
         match = re.match(r"^(?:\D*?)(\d+) ([+\-*]) (\d+)", row["prompt"].split(": ")[-1])
         if row["category"] == "math" and match and "=" in row["chosen"]:
             a, op, b = int(match.group(1)), match.group(2), int(match.group(3))
             value = {"+": a + b, "-": a - b, "*": a * b}[op]
             assert row["chosen"].endswith(f"= {value}.") and not row["rejected"].endswith(f"= {value}.")
+            checked += 1
+    assert checked >= 10  # the pattern still matches the generator's arithmetic rows
 
 
 def test_noise_flips_the_requested_share():

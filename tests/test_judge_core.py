@@ -153,8 +153,9 @@ def _shots() -> list[Shot]:
 
 def _check_golden(name: str, text: str) -> None:
     path = GOLDEN / name
-    if REGEN or not path.exists():
+    if REGEN:
         path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"golden file {path} is missing: run with SKYRM_REGEN_GOLDEN=1 to write it"
     assert text == path.read_text(encoding="utf-8"), f"{name} changed: set SKYRM_REGEN_GOLDEN=1 if intended"
 
 

@@ -29,7 +29,7 @@ def _args(db, base, out, steps):
     return ["train", "--db", str(db), "--base", str(base), "--method", "lora", "--pool", "all",
             "--eval-pool", "holdout", "--holdout", "0.25", "--out", str(out), "--max-length", "64",
             "--batch-size", "4", "--steps", str(steps), "--save-every", "2", "--eval-every", "1000",
-            "--lr", "5e-3", "--device", "cpu"]
+            "--lr", "5e-3", "--device", "cpu", "--precision", "fp32"]
 
 
 def _env():
@@ -41,7 +41,7 @@ def _env():
 def test_resume_after_kill_continues_from_the_last_checkpoint(tmp_path):
     base = tiny_decoder(tmp_path / "base")
     make_store(tmp_path / "s.db", n=48).close()
-    steps = 16
+    steps = 120  # long enough that the run cannot finish between two polls of its checkpoint
     proc = subprocess.Popen([sys.executable, "-m", "skyrm", *_args(tmp_path / "s.db", base, tmp_path / "run", steps),
                              "--json"], env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     state_file = tmp_path / "run" / "last" / "trainer_state.json"
@@ -67,7 +67,7 @@ def test_resume_after_kill_continues_from_the_last_checkpoint(tmp_path):
         assert [r["status"] for r in store.list_runs("train")] == ["running"]  # the killed run
         cfg = load_config(None, base=str(base), method="lora", pool="all", eval_pool="holdout", holdout=0.25,
                           out=str(tmp_path / "run"), max_length=64, batch_size=4, steps=steps, save_every=2,
-                          eval_every=1000, lr=5e-3, device="cpu", resume=True)
+                          eval_every=1000, lr=5e-3, device="cpu", precision="fp32", resume=True)
         resumed = train_reward_model(store, cfg)
         assert resumed["resumed_from"] == killed_at and resumed["steps"] == steps
         runs = store.list_runs("train")
@@ -88,6 +88,14 @@ def _fresh(cfg, out):
     return replace(cfg, resume=False, out=str(out))
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.mark.slow
 def test_accelerate_ddp_on_two_cpu_processes(tmp_path):
     launcher = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
@@ -98,12 +106,15 @@ def test_accelerate_ddp_on_two_cpu_processes(tmp_path):
     # accelerate 1.x starts one process for `--cpu --num_processes 2` (CPU multi-process needs an MPI
     # hostfile); `--multi_gpu` on a machine without GPUs runs torch.distributed.run with gloo on CPU.
     cmd = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
            "-m", "skyrm", *_args(tmp_path / "s.db", base, tmp_path / "run", 4), "--json"]
     result = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     meta = json.loads((tmp_path / "run" / "meta.json").read_text())
     assert meta["metrics"]["world_size"] == 2 and meta["metrics"]["steps"] == 4
+    ranks = meta["metrics"]["ranks"]  # each process trained on its own share of the pairs
+    assert [r["rank"] for r in ranks] == [0, 1] and all(r["pairs"] > 0 for r in ranks)
+    assert ranks[0]["digest"] != ranks[1]["digest"]
     assert (tmp_path / "run" / "best" / "adapter_model.safetensors").exists()
     from skyrm.rm.score import load_reward_model
     from skyrm.store import Store

@@ -168,9 +168,20 @@ def test_head_method_caches_features_and_its_checkpoint_scores_like_the_features
 
 
 def test_qlora_loads_4bit_and_trains(tmp_path):
-    pytest.importorskip("bitsandbytes")
+    bnb = pytest.importorskip("bitsandbytes")
+    from skyrm.rm.model import ModelSource, load_tokenizer
+    from skyrm.rm.train import build_model
+
     store = make_store(tmp_path / "s.db")
-    result = train(store, tiny_decoder(tmp_path / "base"), tmp_path / "run", method="qlora", steps=2)
+    base = tiny_decoder(tmp_path / "base")
+    source = ModelSource(str(base))
+    model, _ = build_model(load_config(None, base=str(base), method="qlora", device="cpu"), source,
+                           load_tokenizer(source), "cpu")
+    four_bit = [name for name, module in model.named_modules() if isinstance(module, bnb.nn.Linear4bit)]
+    assert four_bit and all("score" not in name for name in four_bit)  # the backbone is 4-bit, the head is not
+    assert any(getattr(p, "quant_type", None) == "nf4" for p in model.parameters())
+    del model
+    result = train(store, base, tmp_path / "run", method="qlora", steps=2)
     assert files(tmp_path / "run" / "best") >= {"adapter_model.safetensors", "adapter_config.json"}
     assert result["steps"] == 2
     adapter = load_file(str(tmp_path / "run" / "best" / "adapter_model.safetensors"))

@@ -575,6 +575,7 @@ def _train_loop(store: Store, config: TrainConfig, rt: Runtime, source: ModelSou
     def running_loss() -> float | None:
         return sum(losses[-50:]) / len(losses[-50:]) if losses else None
 
+    seen: set[int] = set()  # pair indices this process trained on (ranks must see different pairs)
     optimizer.zero_grad(set_to_none=True)
     while step < total_steps:
         batches = length_grouped_batches(lengths, config.batch_size, seed=config.seed + epoch)
@@ -591,6 +592,7 @@ def _train_loop(store: Store, config: TrainConfig, rt: Runtime, source: ModelSou
                 loss = bt_loss(chosen, rejected, margin=config.margin or None, center_coef=config.center_coef)
                 (loss / config.grad_accum).backward()
             losses.append(float(loss.detach()))
+            seen.update(batch)
             tokens += batch_tokens
             pairs_done += len(batch)
             micro += 1
@@ -617,6 +619,7 @@ def _train_loop(store: Store, config: TrainConfig, rt: Runtime, source: ModelSou
         save_checkpoint(model, tokenizer, out / "best", method=config.method, meta=dict(meta_base, step=step))
         best = {"accuracy": None, "step": step}
     world_pairs = pairs_done * rt.world
+    ranks = rank_data(seen, rt)
     metrics = {
         **report, "steps": step, "total_steps": total_steps, "epochs_run": round(step / steps_per_epoch, 3),
         "seconds": round(seconds, 2), "train_seconds": round(train_seconds, 2),
@@ -626,7 +629,7 @@ def _train_loop(store: Store, config: TrainConfig, rt: Runtime, source: ModelSou
         "final_accuracy": history[-1]["eval_accuracy"] if history else None,
         "final_train_loss": running_loss(), "history": history, "resumed_from": resumed_from,
         "world_size": rt.world, "precision": str(amp).replace("torch.", "") if amp else "fp32",
-        "peak_rss_mb": round(peak_rss_mb(), 1), "device": device, "method": config.method,
+        "peak_rss_mb": round(peak_rss_mb(), 1), "device": device, "method": config.method, "ranks": ranks,
     }
     if rt.main:
         run_meta = dict(meta_base, checkpoint="best", run_id=run_id, metrics=metrics, out=str(out),
@@ -640,6 +643,21 @@ def _train_loop(store: Store, config: TrainConfig, rt: Runtime, source: ModelSou
 
         dist.barrier()
     return {"run_id": run_id, "out": str(out), **metrics}
+
+
+def rank_data(seen: set[int], rt: Runtime) -> list[dict[str, Any]]:
+    """Per process: how many distinct pairs it trained on and a digest of which (gathered from every rank)."""
+    import hashlib
+
+    mine = {"rank": rt.rank, "pairs": len(seen),
+            "digest": hashlib.sha256(",".join(map(str, sorted(seen))).encode()).hexdigest()[:16]}
+    if rt.world <= 1:
+        return [mine]
+    import torch.distributed as dist
+
+    gathered: list[Any] = [None] * rt.world
+    dist.all_gather_object(gathered, mine)
+    return gathered
 
 
 def fit_memory(config: TrainConfig, model: Any, seq_len: int, packed: bool, amp: Any, rt: Runtime,

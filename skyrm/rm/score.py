@@ -205,10 +205,15 @@ class RewardModel:
         reference = self._plain([encoded[i] for i in members], side)  # type: ignore[misc]
         diff = max(abs(a - b) for a, b in zip(values, reference))
         scale = 1.0 + max(abs(r) for r in reference)
-        self.shared_prefix = "checked" if diff <= 1e-3 * scale else "off"
+        self.shared_prefix = "checked" if diff <= SHARED_PREFIX_TOLERANCE * scale else "off"
         self.stats["shared_history"] = f"{'on' if self.shared_prefix == 'checked' else 'off'} " \
                                        f"(checked: max difference {diff:.1e})"
         return self.shared_prefix == "checked"
+
+
+# The largest difference from plain scoring that shared-history scoring may show (relative to
+# 1 + the largest reward) before it turns itself off; tests assert against the same bound.
+SHARED_PREFIX_TOLERANCE = 1e-3
 
 
 def _chunk_batches(chunks: list[tuple[int, list[int]]], batch_size: int) -> list[list[tuple[int, list[int]]]]:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from skyrm.errors import ConfigError
-from skyrm.judges.examples import ExampleSelector
+from skyrm.judges.examples import ExampleSelector, example_selector
 from skyrm.judges.label import resolve_targets
 from skyrm.records import Label, Pair
 from skyrm.retrieve import (RetrieveConfig, adaptive_k, exact_top_k, faiss_top_k, label_confidence,
@@ -223,15 +223,23 @@ def test_examples_are_the_nearest_gold_pairs(store):
     angles[target.id] = 50  # nearest: 60 (10°), 30 (20°), 90 (40°), 0 (50°) ...
     _seed_space(store, {pid: [math.cos(math.radians(a)), math.sin(math.radians(a))] for pid, a in angles.items()})
 
-    by_similarity = ExampleSelector(store, order="similarity")
-    assert by_similarity.space == SPACE
-    shots = by_similarity.select(target.id, target, None, 3)
-    assert [s.pair.id for s in shots] == [gold[2].id, gold[1].id, gold[3].id]
+    selector = ExampleSelector(store)
+    assert selector.space == SPACE
+    shots = selector.select(target.id, target, None, 3)
+    assert [s.pair.id for s in shots] == [gold[2].id, gold[1].id, gold[3].id]  # nearest first
+    by_similarity = ExampleSelector(store, order="selected")
+    assert by_similarity.arrange([shots]) == [shots]
 
-    shared = ExampleSelector(store)  # same examples, presented in the global centrality order
-    picked = [s.pair.id for s in shared.select(target.id, target, None, 3)]
-    assert set(picked) == {gold[2].id, gold[1].id, gold[3].id}
-    assert picked == sorted(picked, key=lambda i: shared._rank[i])
+    # The shared order puts the gold pair chosen for most targets first (ties by id), so
+    # both targets below start with the same example.
+    other = _pair(52)
+    store.add_pairs([other])
+    _seed_space(store, {other.id: [math.cos(math.radians(70)), math.sin(math.radians(70))]})  # 60, 90, 30
+    second = selector.select(other.id, other, None, 3)
+    assert [s.pair.id for s in second] == [gold[2].id, gold[3].id, gold[1].id]
+    arranged = selector.arrange([shots, second])
+    common = sorted([gold[1].id, gold[2].id, gold[3].id])  # each chosen twice: ties by id
+    assert [[s.pair.id for s in shots_] for shots_ in arranged] == [common, common]
 
     # A gold target never gets itself; a target without a vector falls back to the tiers.
     assert gold[2].id not in [s.pair.id for s in by_similarity.select(gold[2].id, gold[2], None, 4)]
@@ -250,3 +258,5 @@ def test_examples_fill_from_the_tiers_when_few_gold_pairs_have_vectors(store):
     assert shots[0] == gold[0].id and len(shots) == 3 and len(set(shots)) == 3
     with pytest.raises(ConfigError):
         ExampleSelector(store, order="random")
+    with pytest.raises(ConfigError, match="--examples"):
+        example_selector(store, "closest")

@@ -56,6 +56,9 @@ def judge(
                                       "ids, or retrieved[:ROUND] (what skyrm retrieve selected, not yet "
                                       "labelled).")] = "unverified",
     shots: Annotated[int, typer.Option(help="Gold examples in the prompt (up to).")] = 8,
+    examples: Annotated[str, typer.Option(help="nearest: the gold pairs nearest by `skyrm embed` vectors, in one "
+                                          "shared order (prefix reuse); nearest-first: the same, nearest first; "
+                                          "tiers: same category, then source.")] = "nearest",
     limit: LimitOption = None,
     seed: Annotated[int, typer.Option(help="Seeds candidate order, example choice and sampling.")] = 0,
     round_: Annotated[int, typer.Option("--round", help="Curation round recorded on the labels.")] = 0,
@@ -76,7 +79,8 @@ def judge(
 
     store = open_store(db)
     config = JudgeConfig(judges=tuple(judge_ or [DEFAULT_JUDGE]), mode=mode, votes=votes, shots=shots, pool=pool,
-                         limit=limit, seed=seed, round=round_, contested=contested, chunk=batch)
+                         limit=limit, seed=seed, round=round_, contested=contested, chunk=batch,
+                         examples=examples)
     with progress_bar("judge", enabled=not json_) as progress:
         summary = label_pairs(store, config, progress=progress)
     if json_:

@@ -25,7 +25,7 @@ from typing import Any
 from skyrm.errors import ConfigError, InputError, JudgeError
 from skyrm.judges import DEFAULT_JUDGE, Judge, LogprobsUnsupported, load_judge
 from skyrm.judges.calls import CachedJudge
-from skyrm.judges.examples import ExampleSelector, shot_ids
+from skyrm.judges.examples import EXAMPLE_MODES, example_selector, shot_ids
 from skyrm.judges.parsing import parse_choice
 from skyrm.judges.prompts import ORDERS, Budget, PairwisePrompts, Shot, load_template, pairwise_choices, \
     pairwise_prompts
@@ -57,6 +57,7 @@ class JudgeConfig:
     chunk: int = 8  # pairs per batch of model calls and per transaction
     template: str = "pairwise"
     budget: Budget = field(default_factory=Budget)
+    examples: str = "nearest"  # how gold examples are picked: nearest, nearest-first or tiers (examples.py)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -71,6 +72,8 @@ class JudgeConfig:
             raise ConfigError("give at least one --judge")
         if self.chunk < 1:
             raise ConfigError("chunk must be at least 1")
+        if self.examples not in EXAMPLE_MODES:
+            raise ConfigError(f"--examples must be one of {', '.join(EXAMPLE_MODES)}, got {self.examples!r}")
 
     def label_params(self) -> dict[str, Any]:
         """The parameters that change a verdict (not pool/limit/chunk)."""
@@ -78,6 +81,8 @@ class JudgeConfig:
                                   "contested": self.contested, "budget": asdict(self.budget)}
         if self.mode == "sample":
             params.update(votes=self.votes, temperature=self.temperature, max_tokens=self.max_tokens)
+        if self.examples != "nearest":  # the default adds nothing, so earlier dedup keys stay valid
+            params["examples"] = self.examples
         return params
 
 
@@ -272,19 +277,22 @@ def label_pairs(store: Store, config: JudgeConfig, *, judges: Sequence[Judge] | 
                   "fingerprints": [j.fingerprint for j in loaded], "runtimes": summary.runtimes}
     run_id = store.start_run("judge", run_config)
     summary.run_id = run_id
-    selector = ExampleSelector(store, seed=config.seed) if config.shots else None
+    selector = example_selector(store, config.examples, seed=config.seed) if config.shots else None
     started = time.perf_counter()
     status = "failed"
     try:
         # Order the work so consecutive targets share their few-shot block (prefix reuse).
         attributes = store.get_attributes_many(pending)
-        keyed = []
+        selections = []
         for start in range(0, len(pending), 500):
             chunk_ids = pending[start:start + 500]
             pairs = store.get_pairs(chunk_ids)
             for pid in chunk_ids:
-                shots = selector.select(pid, pairs[pid], attributes.get(pid), config.shots) if selector else []
-                keyed.append((tuple(shot_ids(shots)), pid, shots))
+                selections.append(selector.select(pid, pairs[pid], attributes.get(pid), config.shots)
+                                  if selector else [])
+        if selector:
+            selections = selector.arrange(selections)
+        keyed = [(tuple(shot_ids(shots)), pid, shots) for pid, shots in zip(pending, selections)]
         keyed.sort(key=lambda item: (item[0], item[1]))
         if progress:
             progress(0, len(keyed), "")

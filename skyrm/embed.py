@@ -228,7 +228,8 @@ def embed_pool(store: Any, config: EmbedConfig, *, progress: Progress | None = N
                                 limit=config.limit)
     result: dict[str, Any] = {"model": config.model, "path": spec.path, "fingerprint": spec.fingerprint,
                               "recipe": recipe, "pool": config.pool, "todo": len(todo), "embedded": 0,
-                              "truncated": 0, "dim": None, "seconds": 0.0, "texts_per_s": None}
+                              "truncated": 0, "dim": None, "load_seconds": 0.0, "seconds": 0.0,
+                              "texts_per_s": None}
     if progress:
         progress(0, len(todo), "")
     if not todo:
@@ -239,6 +240,8 @@ def embed_pool(store: Any, config: EmbedConfig, *, progress: Progress | None = N
     try:
         encoder = encoder or Encoder(spec, device=config.device, batch_size=config.batch_size)
         result["dim"] = encoder.dim
+        result["load_seconds"] = round(time.perf_counter() - started, 3)
+        started = time.perf_counter()  # texts/s counts embedding and storing, not loading the model
         truncated_before = encoder.truncated
         for start in range(0, len(todo), config.chunk):
             ids = todo[start:start + config.chunk]

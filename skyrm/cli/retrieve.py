@@ -50,8 +50,8 @@ def embed(
         return
     console.print(f"embed: {result['embedded']} of {result['todo']} pairs embedded "
                   f"({result['truncated']} cut at the encoder's length) with {result['model']} "
-                  f"[{result['fingerprint']}], recipe {result['recipe']}, "
-                  f"{result['texts_per_s'] or 0:.1f} texts/s", highlight=False)
+                  f"(fingerprint {result['fingerprint']}), recipe {result['recipe']}, "
+                  f"{result['texts_per_s'] or 0:.1f} texts/s", highlight=False, markup=False)
 
 
 @app.command()

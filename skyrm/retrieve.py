@@ -31,6 +31,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -238,8 +239,6 @@ def cached_gold_scores(store: Any, model: str, gold_ids: Sequence[str]) -> tuple
     for run in reversed(store.list_runs("score")):
         if run["status"] != "done" or run["config"].get("model_path") != resolved:
             continue
-        from datetime import datetime
-
         if datetime.fromisoformat(run["started_at"]).timestamp() < newest:
             continue
         scores = store.scores_for(run["id"])

@@ -117,7 +117,11 @@ def status(db: DbOption, json_: JsonOption = False) -> None:
 
     Example: skyrm status --json
     """
-    summary = open_store(db).summary()
+    store = open_store(db)
+    summary = store.summary()
+    from skyrm.annotate.agreement import human_status
+
+    summary["human"] = human_status(store)
     if json_:
         print_json(summary)
         return
@@ -143,6 +147,41 @@ def status(db: DbOption, json_: JsonOption = False) -> None:
         for run in summary["runs"]:
             runs.add_row(str(run["id"]), run["kind"], run["name"], run["status"], run["path"])
         console.print(runs)
+    _print_human(summary["human"])
+
+
+def _print_human(human: dict) -> None:
+    """The human section of `skyrm status` (skyrm.annotate.agreement.human_status)."""
+    if not human["labels"] and not human["queue"]["queued"]:
+        return
+    console.print(f"human: {human['labels']} standing labels on {human['pairs']} pairs; queue "
+                  f"{human['queue']['waiting']} waiting of {human['queue']['queued']} queued; "
+                  f"{human['claims']} pairs on screen now", highlight=False, markup=False)
+    if human["annotators"]:
+        table = Table("annotator", "labels", "terminal", "imported", "chosen", "rejected", "tie", "skip",
+                      "labels/h", "median s")
+        for row in human["annotators"]:
+            v = row["verdicts"]
+            table.add_row(row["annotator"], str(row["labels"]), str(row["in_terminal"]), str(row["imported"]),
+                          str(v["chosen"]), str(v["rejected"]), str(v["tie"]), str(v["skip"]),
+                          "-" if row["labels_per_hour"] is None else f"{row['labels_per_hour']:.1f}",
+                          "-" if row["median_seconds"] is None else f"{row['median_seconds']:.1f}")
+        console.print(table)
+    if human["kappa"]:
+        table = Table("annotators", "overlapping pairs", "agreement", "Cohen's kappa")
+        for row in human["kappa"]:
+            table.add_row(" vs ".join(row["annotators"]), str(row["pairs"]),
+                          "-" if row["agreement"] is None else f"{row['agreement']:.3f}",
+                          "-" if row["kappa"] is None else f"{row['kappa']:.3f}")
+        console.print(table)
+    categories = sorted(set(human["vs_judge"]) | set(human["vs_rm"]), key=lambda c: (c == "all", c))
+    if categories:
+        table = Table("task category", "human vs judge", "pairs", "human vs RM", "pairs")
+        for category in categories:
+            judge, rm = human["vs_judge"].get(category), human["vs_rm"].get(category)
+            table.add_row(category, f"{judge['agreement']:.3f}" if judge else "-", str(judge["pairs"]) if judge else "0",
+                          f"{rm['agreement']:.3f}" if rm else "-", str(rm["pairs"]) if rm else "0")
+        console.print(table)
 
 
 @app.command()

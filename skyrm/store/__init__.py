@@ -611,3 +611,181 @@ class Store:
             f"SELECT r.pair_id, MIN(r.id) AS first FROM retrievals r{where} GROUP BY r.pair_id ORDER BY first",
             params)]
     # ================================================= end of embeddings and retrieval section
+
+    # ======================================================= human annotation (issue 15)
+    # Human labels of annotators have producer 'annotator:NAME'. An undo appends a row to
+    # `label_withdrawals`; every query below (and the pair_status view) ignores withdrawn labels.
+    def add_label(self, label: Label, *, dedup_key: str | None = None) -> int | None:
+        """Append one label; returns its id, or None when ``dedup_key`` is already stored."""
+        with self.transaction():
+            cursor = self.db.conn.execute(
+                'INSERT INTO labels (pair_id, kind, producer, prompt_version, verdict, '
+                'confidence, "order", round, detail, dedup_key, created_at) '
+                'VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedup_key) DO NOTHING',
+                (label.pair_id, label.kind, label.producer, label.prompt_version, label.verdict,
+                 label.confidence, label.order, label.round, canonical_json(label.detail), dedup_key, now()))
+        return int(cursor.lastrowid) if cursor.rowcount else None
+
+    def withdraw_label(self, label_id: int, *, by: str, reason: str = "undo") -> bool:
+        """Take back a human label (an annotator's undo); False when it was withdrawn already."""
+        with self.transaction():
+            kind = self._query("SELECT kind FROM labels WHERE id = ?", [label_id])
+            if not kind or kind[0][0] != "human":
+                raise StoreError(f"label {label_id} is not a human label: only those can be withdrawn")
+            cursor = self.db.conn.execute(
+                "INSERT OR IGNORE INTO label_withdrawals (label_id, withdrawn_by, reason, created_at) "
+                "VALUES (?, ?, ?, ?)", (label_id, by, reason, now()))
+        return bool(cursor.rowcount)
+
+    def human_labels(self, *, producer_like: str = "annotator:%") -> list[dict[str, Any]]:
+        """Standing (not withdrawn) human labels of annotators, oldest first."""
+        rows = self._query(
+            'SELECT id, pair_id, producer, verdict, "order", detail, created_at FROM labels '
+            "WHERE kind = 'human' AND producer LIKE ? AND id NOT IN (SELECT label_id FROM label_withdrawals) "
+            "ORDER BY id", [producer_like])
+        return [{"id": r[0], "pair_id": r[1], "producer": r[2], "verdict": r[3], "order": r[4],
+                 "detail": json.loads(r[5]), "created_at": r[6]} for r in rows]
+
+    def queue_for_human(self, pair_ids: Iterable[str], reason: str, run_id: int | None = None,
+                        round_: int = 0) -> int:
+        """Send pairs to human annotators (``skyrm annotate`` takes them first); returns how many
+        were new. The same pair queued again for the same reason and round is kept once."""
+        stamp = now()
+        ids = list(dict.fromkeys(pair_ids))
+        found = {r[0] for r in self._query_in("SELECT id FROM pairs WHERE id IN ({marks})", ids)}
+        unknown = [i for i in ids if i not in found]
+        if unknown:
+            raise StoreError(f"{len(unknown)} pair id(s) not in the store, e.g. {unknown[0]}")
+        with self.transaction():
+            before = self.db.conn.total_changes
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO human_queue (pair_id, reason, round, run_id, created_at) "
+                "VALUES (?, ?, ?, ?, ?)", [(i, reason, round_, run_id, stamp) for i in ids])
+            return self.db.conn.total_changes - before
+
+    def human_queue(self, *, waiting: bool = True) -> list[dict[str, Any]]:
+        """Queued pairs, one row each (their reasons joined, the latest round), in the order first queued;
+        ``waiting`` leaves out pairs a human has labelled since."""
+        cond = (" WHERE q.pair_id NOT IN (SELECT pair_id FROM labels WHERE kind = 'human' "
+                "AND id NOT IN (SELECT label_id FROM label_withdrawals))") if waiting else ""
+        rows = self._query(
+            "SELECT q.pair_id, GROUP_CONCAT(DISTINCT q.reason), MAX(q.round), MIN(q.id) AS first "
+            f"FROM human_queue q{cond} GROUP BY q.pair_id ORDER BY first")
+        return [{"pair_id": r[0], "reasons": sorted(r[1].split(",")), "round": r[2]} for r in rows]
+
+    def annotation_facts(self, pair_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """What the annotation queue orders by, per pair: latest attributes, the latest RM score's p,
+        the latest LLM label's verdict, confidence and whether its two orders disagreed."""
+        facts: dict[str, dict[str, Any]] = {}
+        ids = list(pair_ids)
+        for begin in range(0, len(ids), 500):
+            chunk = ids[begin:begin + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._query(
+                    "SELECT p.id, a.task_category, a.objectivity, a.controversiality, s.p, l.verdict, l.confidence, "
+                    "json_extract(l.detail, '$.contested') FROM pairs p "
+                    "LEFT JOIN (SELECT pair_id, task_category, objectivity, controversiality, MAX(id) FROM attributes "
+                    f"          WHERE pair_id IN ({marks}) GROUP BY pair_id) a ON a.pair_id = p.id "
+                    f"LEFT JOIN (SELECT pair_id, p, MAX(run_id) FROM scores WHERE pair_id IN ({marks}) "
+                    "          GROUP BY pair_id) s ON s.pair_id = p.id "
+                    "LEFT JOIN (SELECT pair_id, verdict, confidence, detail, MAX(id) FROM labels "
+                    f"          WHERE kind = 'llm' AND pair_id IN ({marks}) GROUP BY pair_id) l ON l.pair_id = p.id "
+                    f"WHERE p.id IN ({marks})", chunk * 4):
+                facts[row[0]] = {"task_category": row[1], "objectivity": row[2], "controversiality": row[3],
+                                 "rm_p": row[4], "llm_verdict": row[5], "llm_confidence": row[6],
+                                 "llm_contested": bool(row[7])}
+        return facts
+
+    def annotated_once_by_others(self, annotator: str) -> list[str]:
+        """Pairs that exactly one annotator other than ``annotator`` has labelled (standing labels):
+        the candidates for a second, overlapping opinion."""
+        return [r[0] for r in self._query(
+            "SELECT pair_id FROM labels WHERE kind = 'human' AND producer LIKE 'annotator:%' "
+            "AND id NOT IN (SELECT label_id FROM label_withdrawals) GROUP BY pair_id "
+            "HAVING COUNT(DISTINCT producer) = 1 AND MAX(producer) != ? ORDER BY MIN(id)", [annotator])]
+
+    @contextmanager
+    def _immediate(self) -> Iterator[None]:
+        """A write transaction that takes the write lock first (BEGIN IMMEDIATE): two processes
+        reading then writing in deferred transactions could both read the same free pair."""
+        if self.db.conn.in_transaction:
+            raise StoreError("an immediate transaction cannot start inside another transaction")
+        self.db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.conn.execute("ROLLBACK")
+            raise
+        self.db.conn.execute("COMMIT")
+
+    def claim_next(self, annotator: str, candidates: Sequence[str], *, overlap: frozenset[str] = frozenset(),
+                   ttl_seconds: float = 1800.0, chunk: int = 500) -> str | None:
+        """Claim the first candidate nobody else holds and ``annotator`` has not labelled, in one
+        immediate transaction (two processes never claim the same pair). A pair another annotator
+        labelled qualifies only when it is in ``overlap`` and only one annotator labelled it.
+        Expired claims are released first. Returns the pair id, or None when none is left."""
+        stamp = now()
+        with self._immediate():
+            self.db.conn.execute("DELETE FROM annotation_claims WHERE expires <= ?", [stamp])
+            for start in range(0, len(candidates), chunk):
+                ids = list(candidates[start:start + chunk])
+                status = {r[0]: r[1:] for r in self._query(
+                    "SELECT p.id, "
+                    "EXISTS (SELECT 1 FROM annotation_claims c WHERE c.pair_id = p.id AND c.annotator != ?), "
+                    "EXISTS (SELECT 1 FROM labels l WHERE l.pair_id = p.id AND l.kind = 'human' AND l.producer = ? "
+                    "        AND l.id NOT IN (SELECT label_id FROM label_withdrawals)), "
+                    "(SELECT COUNT(DISTINCT l.producer) FROM labels l WHERE l.pair_id = p.id AND l.kind = 'human' "
+                    "        AND l.producer LIKE 'annotator:%' AND l.producer != ? "
+                    "        AND l.id NOT IN (SELECT label_id FROM label_withdrawals)) "
+                    f"FROM pairs p WHERE p.id IN ({','.join('?' * len(ids))})", [annotator, annotator, annotator, *ids])}
+                for pair_id in ids:
+                    if pair_id not in status:
+                        continue
+                    claimed, mine, others = status[pair_id]
+                    if claimed or mine or others > 1 or (others == 1 and pair_id not in overlap):
+                        continue
+                    self._claim(pair_id, annotator, ttl_seconds)
+                    return pair_id
+        return None
+
+    def _claim(self, pair_id: str, annotator: str, ttl_seconds: float) -> None:
+        stamp = datetime.now(timezone.utc)
+        expires = datetime.fromtimestamp(stamp.timestamp() + ttl_seconds, timezone.utc)
+        self.db.conn.execute("INSERT OR REPLACE INTO annotation_claims VALUES (?, ?, ?, ?)",
+                             (pair_id, annotator, stamp.isoformat(timespec="microseconds"),
+                              expires.isoformat(timespec="microseconds")))
+
+    def claim(self, pair_id: str, annotator: str, *, ttl_seconds: float = 1800.0) -> None:
+        """Hold a pair for ``annotator`` whoever else holds it (an undo takes its pair back)."""
+        with self._immediate():
+            self._claim(pair_id, annotator, ttl_seconds)
+
+    def release_claims(self, annotator: str, pair_id: str | None = None) -> int:
+        """Release one pair's claim of ``annotator``, or all of them; returns how many."""
+        sql, params = "DELETE FROM annotation_claims WHERE annotator = ?", [annotator]
+        if pair_id is not None:
+            sql += " AND pair_id = ?"
+            params.append(pair_id)
+        with self.transaction():
+            return self.db.conn.execute(sql, params).rowcount
+
+    def claims(self) -> list[dict[str, Any]]:
+        """Unexpired claims: who has which pair on screen."""
+        return [{"pair_id": r[0], "annotator": r[1], "claimed_at": r[2], "expires": r[3]} for r in self._query(
+            "SELECT pair_id, annotator, claimed_at, expires FROM annotation_claims WHERE expires > ? "
+            "ORDER BY claimed_at", [now()])]
+
+    def human_comparisons(self) -> list[dict[str, Any]]:
+        """For each pair with a standing annotator label: its task category, the latest LLM label's
+        verdict and the latest RM score's p (for human-vs-judge and human-vs-RM agreement)."""
+        rows = self._query(
+            "SELECT h.pair_id, a.task_category, l.verdict, s.p FROM "
+            "(SELECT DISTINCT pair_id FROM labels WHERE kind = 'human' AND producer LIKE 'annotator:%' "
+            " AND id NOT IN (SELECT label_id FROM label_withdrawals)) h "
+            "LEFT JOIN (SELECT pair_id, task_category, MAX(id) FROM attributes GROUP BY pair_id) a "
+            "    ON a.pair_id = h.pair_id "
+            "LEFT JOIN (SELECT pair_id, verdict, MAX(id) FROM labels WHERE kind = 'llm' GROUP BY pair_id) l "
+            "    ON l.pair_id = h.pair_id "
+            "LEFT JOIN (SELECT pair_id, p, MAX(run_id) FROM scores GROUP BY pair_id) s ON s.pair_id = h.pair_id")
+        return [{"pair_id": r[0], "task_category": r[1], "llm_verdict": r[2], "rm_p": r[3]} for r in rows]
+    # ================================================== end of human annotation section

@@ -271,3 +271,80 @@ DROP TABLE quarantine;
 ALTER TABLE quarantine_v2 RENAME TO quarantine;
 CREATE UNIQUE INDEX quarantine_where ON quarantine(path, line, IFNULL(element, -1), source)
 """)
+
+
+@migrations()
+def m006_annotation(db: Database) -> None:
+    # Human verification (issue 15, METHOD.md Stage 1 "Human protocol").
+    # - `label_withdrawals`: an annotator's undo. Labels stay append-only, and 'withdrawn' is no
+    #   verdict, so an undo appends a row here naming the label it takes back; the pools
+    #   below ignore withdrawn human labels. Append-only itself (an undo is not undone by
+    #   deleting it: the annotator answers again, which appends a new label).
+    # - `annotation_claims`: which annotator has which pair on screen, until `expires`, so two
+    #   annotators on one store never see the same pair unless overlap is asked for.
+    # - `human_queue`: pairs other stages send to humans (contested, low-confidence), with why
+    #   and in which round; `skyrm annotate` takes them first.
+    # The pair_status view is m002's with one change: withdrawn human labels do not count.
+    _run(db, """
+CREATE TABLE label_withdrawals (
+    label_id INTEGER PRIMARY KEY REFERENCES labels(id),
+    withdrawn_by TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL
+);
+CREATE TRIGGER label_withdrawals_no_update BEFORE UPDATE ON label_withdrawals
+BEGIN SELECT RAISE(ABORT, 'label withdrawals are append-only'); END;
+CREATE TRIGGER label_withdrawals_no_delete BEFORE DELETE ON label_withdrawals
+BEGIN SELECT RAISE(ABORT, 'label withdrawals are append-only'); END;
+CREATE TABLE annotation_claims (
+    pair_id TEXT NOT NULL REFERENCES pairs(id),
+    annotator TEXT NOT NULL,
+    claimed_at TEXT NOT NULL,
+    expires TEXT NOT NULL,
+    PRIMARY KEY (pair_id, annotator)
+) WITHOUT ROWID;
+CREATE INDEX annotation_claims_expires ON annotation_claims(expires);
+CREATE TABLE human_queue (
+    id INTEGER PRIMARY KEY,
+    pair_id TEXT NOT NULL REFERENCES pairs(id),
+    reason TEXT NOT NULL,
+    round INTEGER NOT NULL DEFAULT 0,
+    run_id INTEGER REFERENCES runs(id),
+    created_at TEXT NOT NULL,
+    UNIQUE (pair_id, reason, round)
+);
+CREATE INDEX human_queue_pair ON human_queue(pair_id);
+DROP VIEW pair_status;
+CREATE VIEW pair_status AS
+SELECT
+    p.id AS pair_id,
+    h.verdict AS human_verdict,
+    c.verdict AS curate_verdict,
+    l.verdict AS llm_verdict,
+    (r.pair_id IS NOT NULL) AS ruled_out,
+    CASE
+        WHEN r.pair_id IS NOT NULL OR h.verdict = 'skip' THEN 'discarded'
+        WHEN h.verdict IS NOT NULL THEN 'gold'
+        WHEN c.verdict IN ('chosen', 'rejected') THEN 'curated'
+        WHEN l.verdict IN ('chosen', 'rejected') THEN 'silver'
+        ELSE 'unverified'
+    END AS pool,
+    CASE
+        WHEN r.pair_id IS NOT NULL OR h.verdict = 'skip' THEN NULL
+        WHEN h.verdict IS NOT NULL THEN h.verdict
+        WHEN c.verdict IN ('chosen', 'rejected') THEN c.verdict
+        WHEN l.verdict IN ('chosen', 'rejected') THEN l.verdict
+        ELSE NULL
+    END AS verdict
+FROM pairs p
+LEFT JOIN (SELECT pair_id, verdict, MAX(id) FROM labels WHERE kind = 'human'
+           AND id NOT IN (SELECT label_id FROM label_withdrawals) GROUP BY pair_id) h
+    ON h.pair_id = p.id
+LEFT JOIN (SELECT pair_id, verdict, MAX(id) FROM labels
+           WHERE kind = 'rule' AND producer LIKE 'curate%' AND verdict != 'skip' GROUP BY pair_id) c
+    ON c.pair_id = p.id
+LEFT JOIN (SELECT pair_id, verdict, MAX(id) FROM labels WHERE kind = 'llm' GROUP BY pair_id) l
+    ON l.pair_id = p.id
+LEFT JOIN (SELECT DISTINCT pair_id FROM labels WHERE kind = 'rule' AND verdict = 'skip') r
+    ON r.pair_id = p.id
+""")

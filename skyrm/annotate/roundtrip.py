@@ -13,7 +13,8 @@ store can read the answers back.
 ``tie`` / ``t``, ``skip`` / ``s`` (cannot decide: the pair is discarded), or empty (not labelled
 yet, left alone). Every row is checked first: unknown pair ids, a missing batch token, bad
 verdicts, a pair given twice, candidate text that is not the pair's (a re-sorted sheet) are
-errors naming the file, line (the task's index for Label Studio) and field. With ``strict``
+errors naming the file, line (CSV: the spreadsheet row, header = row 1; Label Studio: the task's
+index) and field. With ``strict``
 nothing is stored when any row is bad; otherwise the good rows are stored and the bad ones
 reported. Labels are ``human`` labels of ``annotator:NAME`` with a dedup key, so importing the
 same file twice stores nothing new. Deliberately not here: printing, choosing file names.
@@ -220,16 +221,18 @@ def _read_csv(path: Path) -> Iterator[Row | InputError]:
                              f"(columns: {', '.join(header)}); export with 'skyrm annotate export'",
                              path=str(path), line=1)
         index = {name: header.index(name) for name in header}
-        line = reader.line_num + 1
+        # Positions are spreadsheet rows (the header is row 1), not physical lines: the conversation
+        # and rules cells span many lines, and a spreadsheet shows one row per record.
+        start = 1
         while True:
+            start += 1
             try:
                 record = next(reader)
             except StopIteration:
                 return
             except (csv.Error, UnicodeDecodeError) as exc:
-                yield InputError(f"cannot parse the row ({exc})", path=str(path), line=line)
+                yield InputError(f"cannot parse the row ({exc})", path=str(path), line=start)
                 return
-            start, line = line, reader.line_num + 1
             if not any(cell.strip() for cell in record):
                 continue
             if len(record) != len(header):

@@ -32,7 +32,8 @@ def probe(base: str, method: str, batch: int, length: int, precision: str) -> di
     from skyrm.rm.loss import bt_loss
     from skyrm.rm.memory import GIB, ModelShape, activation_bytes_for, estimate_step_bytes, weight_bytes_for
     from skyrm.rm.model import RewardReader, load_tokenizer, resolve_model
-    from skyrm.rm.train import autocast_dtype, build_model
+    from skyrm.rm.build import build_model
+    from skyrm.rm.runtime import autocast_dtype
 
     config = TrainConfig(base=base, method=method, precision=precision, batch_size=batch, max_length=length)
     source = resolve_model(base)

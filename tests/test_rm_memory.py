@@ -80,7 +80,7 @@ def test_training_follows_the_plan_with_the_same_effective_batch(tmp_path):
     from skyrm.rm.memory import ModelShape, estimate_step_bytes
     from skyrm.rm.model import ModelSource, load_tokenizer
     from skyrm.rm.config import load_config
-    from skyrm.rm.train import build_model
+    from skyrm.rm.build import build_model
 
     config = load_config(None, base=str(base), method="full", device="cpu")
     model, _ = build_model(config, ModelSource(str(base)), load_tokenizer(ModelSource(str(base))), "cpu")

@@ -34,7 +34,7 @@ def files(directory: Path) -> set[str]:
 
 def test_lora_trains_adapters_and_head_and_leaves_base_weights_unchanged(tmp_path):
     from skyrm.rm.model import ModelSource, load_tokenizer
-    from skyrm.rm.train import build_model
+    from skyrm.rm.build import build_model
 
     base = tiny_decoder(tmp_path / "base")
     original = load_file(str(base / "model.safetensors"))
@@ -117,7 +117,7 @@ def test_skipped_and_held_out_pairs_are_counted(tmp_path):
 
 def test_holdout_splits_by_prompt(tmp_path):
     from skyrm.records import Pair
-    from skyrm.rm.train import select_pairs
+    from skyrm.rm.trainset import select_pairs
     from skyrm.store import Store
 
     store = Store(tmp_path / "s.db")
@@ -133,7 +133,7 @@ def test_holdout_splits_by_prompt(tmp_path):
 
 def test_gold_pairs_evaluate_and_never_train(tmp_path):
     from skyrm.records import Label
-    from skyrm.rm.train import select_pairs
+    from skyrm.rm.trainset import select_pairs
 
     store = make_store(tmp_path / "s.db", n=20)
     ids = store.pair_ids("all")
@@ -170,7 +170,7 @@ def test_head_method_caches_features_and_its_checkpoint_scores_like_the_features
 def test_qlora_loads_4bit_and_trains(tmp_path):
     bnb = pytest.importorskip("bitsandbytes")
     from skyrm.rm.model import ModelSource, load_tokenizer
-    from skyrm.rm.train import build_model
+    from skyrm.rm.build import build_model
 
     store = make_store(tmp_path / "s.db")
     base = tiny_decoder(tmp_path / "base")

@@ -7,6 +7,7 @@ Importing this module loads no torch, transformers or llama_cpp.
 
 from __future__ import annotations
 
+import signal
 import sys
 
 from skyrm.cli._common import app, console_err
@@ -24,7 +25,12 @@ for _optional in ("skyrm.cli.rm", "skyrm.cli.judge", "skyrm.cli.evaluate", "skyr
             raise
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # a `kill` (SIGTERM) stops a run like Ctrl-C: its run row ends 'interrupted'
+
+
 def main(argv: list[str] | None = None) -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         app(args=argv)
     except SkyrmError as exc:

@@ -17,12 +17,14 @@ import math
 import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from skyrm.errors import ConfigError
 from skyrm.evaluate.benchmarks import Item, Loaded, Task, get_task, load_benchmark
 from skyrm.records import response_key
+from skyrm.runs import tracked_run
 
 if TYPE_CHECKING:
     from skyrm.store import Store
@@ -175,24 +177,18 @@ def run_eval(store: Store | None, config: EvalConfig, *, model: Any = None, load
         if not config.model:
             raise ConfigError("give --model DIR (a reward model checkpoint) to evaluate")
         model = load_reward_model(config.model, max_length=config.max_length, shared_prefix=config.shared_prefix)
-    run_id = store.start_run("eval", asdict(config), name=os.path.basename(os.path.normpath(config.model or "model"))) \
-        if store is not None else None
-
     def scorer(items: list[Item], report: Progress | None) -> list[float]:
         return score_items(store, model, items, batch_size=config.batch_size, progress=report)
 
-    try:
+    name = os.path.basename(os.path.normpath(config.model or "model"))
+    with tracked_run(store, "eval", asdict(config), name=name) if store is not None else nullcontext() as run:
         result = evaluate(loaded, scorer, config, progress=progress)
-    except BaseException:
-        if store is not None and run_id is not None:
-            store.finish_run(run_id, status="failed")
-        raise
-    result["model"] = {"path": config.model or getattr(model, "path", ""),
-                       "fingerprint": getattr(model, "fingerprint", ""),
-                       "max_length": getattr(model, "max_length", None),
-                       "stats": dict(getattr(model, "stats", {}))}
-    if store is not None and run_id is not None:
-        result["run_id"] = run_id
-        store.finish_run(run_id, metrics={"overall": result["overall"]["mean"],
-                                          **{k: b["headlines"] for k, b in result["benchmarks"].items()}})
+        result["model"] = {"path": config.model or getattr(model, "path", ""),
+                           "fingerprint": getattr(model, "fingerprint", ""),
+                           "max_length": getattr(model, "max_length", None),
+                           "stats": dict(getattr(model, "stats", {}))}
+        if run is not None:
+            result["run_id"] = run.id
+            run.metrics = {"overall": result["overall"]["mean"],
+                           **{k: b["headlines"] for k, b in result["benchmarks"].items()}}
     return result

@@ -25,6 +25,7 @@ from skyrm.errors import ModelError
 from skyrm.records import Message, response_key
 from skyrm.rm.data import Renderer, length_grouped_batches, pad_batch
 from skyrm.rm.model import ModelSource, head_modules, head_name, last_real_index, load_classifier, unwrap
+from skyrm.runs import tracked_run
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -64,7 +65,7 @@ def extract_features(model: Any, spec: FeatureSpec, encoded: list[list[int]], pa
     """Features of token-id sequences (float32, input order), one forward pass each."""
     import torch
 
-    from skyrm.rm.train import _autocast
+    from skyrm.rm.runtime import autocast
 
     inner = unwrap(model)
     first = inner.get_submodule(spec.modules[0])
@@ -78,7 +79,7 @@ def extract_features(model: Any, spec: FeatureSpec, encoded: list[list[int]], pa
     out: "torch.Tensor | None" = None
     done = 0
     try:
-        with torch.inference_mode(), _autocast(device, amp):
+        with torch.inference_mode(), autocast(device, amp):
             for batch in length_grouped_batches(lengths, batch_size):
                 ids, mask = pad_batch([encoded[i] for i in batch], pad_id, side="right")
                 ids, mask = ids.to(device), mask.to(device)
@@ -138,110 +139,111 @@ def train_head(store: "Store", config: Any, *, source: ModelSource, tokenizer: A
 
     from skyrm.rm.checkpoint import META, _weight_files, fingerprint, save_checkpoint, write_json
     from skyrm.rm.loss import bt_loss
-    from skyrm.rm.train import autocast_dtype, encode_data, peak_rss_mb, versions
+    from skyrm.rm.runtime import autocast_dtype, peak_rss_mb, versions
+    from skyrm.rm.trainset import encode_data
 
-    started = time.perf_counter()
-    model, missing = load_classifier(source, tokenizer, device=device, seed=config.seed)
-    model.eval()
-    for param in model.parameters():
-        param.requires_grad_(False)
-    spec = feature_spec(model)
-    amp = autocast_dtype(config, device)
-    feature_key = "features:" + fingerprint(
-        _weight_files(Path(source.path), source.gguf_file) if source.is_local else [],
-        {"base": source.path if not source.is_local else None, "renderer": renderer.describe(),
-         "spec": spec.as_dict(), "amp": str(amp), "init_seed": config.seed})
-
-    # Items in pair order: (history, chosen), (history, rejected) for train, then eval.
-    def items_of(pairs: list) -> tuple[list, list]:
-        kept_enc, kept_ids, _ = encode_data(renderer, pairs)
-        by_id = dict(pairs)
-        items, encoded = [], []
-        for (chosen_ids, rejected_ids), stored_id in zip(kept_enc, kept_ids):
-            pair = by_id[stored_id]
-            items += [(pair.prompt, pair.chosen), (pair.prompt, pair.rejected)]
-            encoded += [chosen_ids, rejected_ids]
-        return items, encoded
-
-    train_items, train_tok = items_of(data.train)
-    eval_items, eval_tok = items_of(data.eval)
-    feats, computed = cached_features(store, model, spec, renderer, train_items + eval_items,
-                                      train_tok + eval_tok, key=feature_key, device=device, amp=amp,
-                                      batch_size=config.batch_size * 2, progress=progress)
-    feature_seconds = time.perf_counter() - started
-    n_train = len(train_items) // 2
-    train_c, train_r = feats[0:2 * n_train:2], feats[1:2 * n_train:2]
-    eval_c, eval_r = feats[2 * n_train::2], feats[2 * n_train + 1::2]
-
-    head_params = [p for name in spec.modules for p in unwrap(model).get_submodule(name).parameters()]
-    for param in head_params:
-        param.requires_grad_(True)
-    torch.manual_seed(config.seed)
-    optimizer = torch.optim.AdamW(head_params, lr=config.learning_rate, weight_decay=config.weight_decay)
-    per_epoch = max(1, math.ceil(n_train / config.head_batch_size))
-    total_steps = config.steps or per_epoch * config.head_epochs
-    rng = random.Random(config.seed)
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"accuracy": -1.0, "step": 0}
-    best_state = None
-    head_started = time.perf_counter()
-    cpu_model = model.to("cpu")  # the head is tiny: train it on CPU next to the features
-
-    def evaluate() -> dict[str, float]:
-        with torch.inference_mode():
-            rc, rr = apply_head(cpu_model, spec, eval_c), apply_head(cpu_model, spec, eval_r)
-        return {"accuracy": float((rc > rr).float().mean()), "loss": float(bt_loss(rc, rr))}
-
-    step = 0
-    while step < total_steps:
-        order = list(range(n_train))
-        rng.shuffle(order)
-        for start in range(0, n_train, config.head_batch_size):
-            index = torch.tensor(order[start:start + config.head_batch_size])
-            rc, rr = apply_head(cpu_model, spec, train_c[index]), apply_head(cpu_model, spec, train_r[index])
-            loss = bt_loss(rc, rr, margin=config.margin or None, center_coef=config.center_coef)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            if step % per_epoch == 0 or step == total_steps:
-                metrics = evaluate() if len(eval_c) else {"accuracy": None, "loss": None}
-                history.append({"step": step, "train_loss": float(loss.detach()), "eval_accuracy": metrics["accuracy"],
-                                "eval_loss": metrics["loss"]})
-                if metrics["accuracy"] is not None and metrics["accuracy"] > best["accuracy"]:
-                    best = {"accuracy": metrics["accuracy"], "loss": metrics["loss"], "step": step}
-                    best_state = {n: p.detach().clone() for n, p in cpu_model.named_parameters() if p.requires_grad}
-                if progress:
-                    progress(step, total_steps, f"loss {float(loss.detach()):.4f}")
-            if step >= total_steps:
-                break
-    head_seconds = time.perf_counter() - head_started
-    meta_base = dict(base_meta, model={"head_modules": list(spec.modules), "new_weights": missing,
-                                       "feature_key": feature_key}, versions=versions())
-    out.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(cpu_model, tokenizer, out / "last", method="head", meta=dict(meta_base, step=step))
-    if best_state is not None:
-        with torch.no_grad():
-            for name, param in cpu_model.named_parameters():
-                if name in best_state:
-                    param.copy_(best_state[name])
-    else:
-        best = {"accuracy": None, "step": step}
-    save_checkpoint(cpu_model, tokenizer, out / "best", method="head",
-                    meta=dict(meta_base, step=best["step"], eval={"accuracy": best["accuracy"]}))
-    seconds = time.perf_counter() - started
-    metrics = {
-        **report, "steps": step, "total_steps": total_steps, "seconds": round(seconds, 2),
-        "feature_seconds": round(feature_seconds, 2), "head_seconds": round(head_seconds, 3),
-        "features_computed": computed, "features_cached": len(train_items + eval_items) - computed,
-        "pairs_per_s": round(n_train * step / per_epoch / head_seconds, 1) if head_seconds else None,
-        "best_step": best["step"], "best_accuracy": best["accuracy"],
-        "final_accuracy": history[-1]["eval_accuracy"] if history else None, "history": history,
-        "precision": str(amp).replace("torch.", "") if amp else "fp32", "peak_rss_mb": round(peak_rss_mb(), 1),
-        "device": device, "method": "head", "world_size": 1, "resumed_from": None,
-    }
     run_config = dict(config.as_dict(), out=str(out), data_fingerprint=base_meta["data_fingerprint"])
-    run_id = store.start_run("train", run_config, name=out.name, path=str(out))
-    store.finish_run(run_id, metrics=metrics, path=str(out))
-    write_json(out / META, dict(meta_base, checkpoint="best", run_id=run_id, metrics=metrics, out=str(out)))
-    return {"run_id": run_id, "out": str(out), **metrics}
+    with tracked_run(store, "train", run_config, name=out.name, path=str(out)) as run:
+        started = time.perf_counter()
+        model, missing = load_classifier(source, tokenizer, device=device, seed=config.seed)
+        model.eval()
+        for param in model.parameters():
+            param.requires_grad_(False)
+        spec = feature_spec(model)
+        amp = autocast_dtype(config, device)
+        feature_key = "features:" + fingerprint(
+            _weight_files(Path(source.path), source.gguf_file) if source.is_local else [],
+            {"base": source.path if not source.is_local else None, "renderer": renderer.describe(),
+             "spec": spec.as_dict(), "amp": str(amp), "init_seed": config.seed})
+
+        # Items in pair order: (history, chosen), (history, rejected) for train, then eval.
+        def items_of(pairs: list) -> tuple[list, list]:
+            kept_enc, kept_ids, _ = encode_data(renderer, pairs)
+            by_id = dict(pairs)
+            items, encoded = [], []
+            for (chosen_ids, rejected_ids), stored_id in zip(kept_enc, kept_ids):
+                pair = by_id[stored_id]
+                items += [(pair.prompt, pair.chosen), (pair.prompt, pair.rejected)]
+                encoded += [chosen_ids, rejected_ids]
+            return items, encoded
+
+        train_items, train_tok = items_of(data.train)
+        eval_items, eval_tok = items_of(data.eval)
+        feats, computed = cached_features(store, model, spec, renderer, train_items + eval_items,
+                                          train_tok + eval_tok, key=feature_key, device=device, amp=amp,
+                                          batch_size=config.batch_size * 2, progress=progress)
+        feature_seconds = time.perf_counter() - started
+        n_train = len(train_items) // 2
+        train_c, train_r = feats[0:2 * n_train:2], feats[1:2 * n_train:2]
+        eval_c, eval_r = feats[2 * n_train::2], feats[2 * n_train + 1::2]
+
+        head_params = [p for name in spec.modules for p in unwrap(model).get_submodule(name).parameters()]
+        for param in head_params:
+            param.requires_grad_(True)
+        torch.manual_seed(config.seed)
+        optimizer = torch.optim.AdamW(head_params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        per_epoch = max(1, math.ceil(n_train / config.head_batch_size))
+        total_steps = config.steps or per_epoch * config.head_epochs
+        rng = random.Random(config.seed)
+        history: list[dict[str, Any]] = []
+        best: dict[str, Any] = {"accuracy": -1.0, "step": 0}
+        best_state = None
+        head_started = time.perf_counter()
+        cpu_model = model.to("cpu")  # the head is tiny: train it on CPU next to the features
+
+        def evaluate() -> dict[str, float]:
+            with torch.inference_mode():
+                rc, rr = apply_head(cpu_model, spec, eval_c), apply_head(cpu_model, spec, eval_r)
+            return {"accuracy": float((rc > rr).float().mean()), "loss": float(bt_loss(rc, rr))}
+
+        step = 0
+        while step < total_steps:
+            order = list(range(n_train))
+            rng.shuffle(order)
+            for start in range(0, n_train, config.head_batch_size):
+                index = torch.tensor(order[start:start + config.head_batch_size])
+                rc, rr = apply_head(cpu_model, spec, train_c[index]), apply_head(cpu_model, spec, train_r[index])
+                loss = bt_loss(rc, rr, margin=config.margin or None, center_coef=config.center_coef)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                if step % per_epoch == 0 or step == total_steps:
+                    metrics = evaluate() if len(eval_c) else {"accuracy": None, "loss": None}
+                    history.append({"step": step, "train_loss": float(loss.detach()), "eval_accuracy": metrics["accuracy"],
+                                    "eval_loss": metrics["loss"]})
+                    if metrics["accuracy"] is not None and metrics["accuracy"] > best["accuracy"]:
+                        best = {"accuracy": metrics["accuracy"], "loss": metrics["loss"], "step": step}
+                        best_state = {n: p.detach().clone() for n, p in cpu_model.named_parameters() if p.requires_grad}
+                    if progress:
+                        progress(step, total_steps, f"loss {float(loss.detach()):.4f}")
+                if step >= total_steps:
+                    break
+        head_seconds = time.perf_counter() - head_started
+        meta_base = dict(base_meta, model={"head_modules": list(spec.modules), "new_weights": missing,
+                                           "feature_key": feature_key}, versions=versions())
+        out.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(cpu_model, tokenizer, out / "last", method="head", meta=dict(meta_base, step=step))
+        if best_state is not None:
+            with torch.no_grad():
+                for name, param in cpu_model.named_parameters():
+                    if name in best_state:
+                        param.copy_(best_state[name])
+        else:
+            best = {"accuracy": None, "step": step}
+        save_checkpoint(cpu_model, tokenizer, out / "best", method="head",
+                        meta=dict(meta_base, step=best["step"], eval={"accuracy": best["accuracy"]}))
+        seconds = time.perf_counter() - started
+        metrics = {
+            **report, "steps": step, "total_steps": total_steps, "seconds": round(seconds, 2),
+            "feature_seconds": round(feature_seconds, 2), "head_seconds": round(head_seconds, 3),
+            "features_computed": computed, "features_cached": len(train_items + eval_items) - computed,
+            "pairs_per_s": round(n_train * step / per_epoch / head_seconds, 1) if head_seconds else None,
+            "best_step": best["step"], "best_accuracy": best["accuracy"],
+            "final_accuracy": history[-1]["eval_accuracy"] if history else None, "history": history,
+            "precision": str(amp).replace("torch.", "") if amp else "fp32", "peak_rss_mb": round(peak_rss_mb(), 1),
+            "device": device, "method": "head", "world_size": 1, "resumed_from": None,
+        }
+        run.metrics, run.path = metrics, str(out)
+        write_json(out / META, dict(meta_base, checkpoint="best", run_id=run.id, metrics=metrics, out=str(out)))
+    return {"run_id": run.id, "out": str(out), **metrics}

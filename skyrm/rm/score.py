@@ -38,6 +38,7 @@ from skyrm.errors import ConfigError, ModelError
 from skyrm.records import Message, response_key
 from skyrm.rm.data import Renderer, Skip, length_grouped_batches, pack_continuations, pad_batch
 from skyrm.rm.model import RewardReader, default_device, resolve_model
+from skyrm.runs import tracked_run
 
 if TYPE_CHECKING:  # pragma: no cover
     from skyrm.store import Store
@@ -314,8 +315,7 @@ def score_pool(store: "Store", model_path: str, *, pool: str = "all", batch_size
     model = load_reward_model(model_path, device=device, dtype=dtype, shared_prefix=shared_prefix)
     config = {"model": model_path, "model_path": model.path, "fingerprint": model.fingerprint, "pool": pool,
               "batch_size": batch_size, "max_length": model.max_length}
-    run_id = store.start_run("score", config, path=model.path)
-    try:
+    with tracked_run(store, "score", config, path=model.path) as run:
         ids, items, verdicts = [], [], []
         for stored_id, pair, verdict in store.iter_pairs(pool, oriented=False):
             ids.append(stored_id)
@@ -337,9 +337,9 @@ def score_pool(store: "Store", model_path: str, *, pool: str = "all", batch_size
             if verdicts[index] in ("chosen", "rejected"):
                 labelled += 1
                 agree_labels += (r_chosen > r_rejected) == (verdicts[index] == "chosen")
-        store.add_scores(run_id, rows)
+        store.add_scores(run.id, rows)
         seconds = time.perf_counter() - started
-        metrics = {
+        run.metrics = metrics = {
             "pairs": len(ids), "scored": len(rows), "failed": failed,
             "accuracy_stored": agree / len(rows) if rows else None,
             "labelled": labelled, "accuracy_labels": agree_labels / labelled if labelled else None,
@@ -349,11 +349,7 @@ def score_pool(store: "Store", model_path: str, *, pool: str = "all", batch_size
             "seconds": round(seconds, 3),
             "pairs_per_s": round(len(ids) / seconds, 3) if seconds else None,
         }
-    except BaseException:
-        store.finish_run(run_id, status="failed")
-        raise
-    store.finish_run(run_id, metrics=metrics)
-    return {"run_id": run_id, "model": model_path, "fingerprint": model.fingerprint, "pool": pool, **metrics}
+    return {"run_id": run.id, "model": model_path, "fingerprint": model.fingerprint, "pool": pool, **metrics}
 
 
 def check_batch_size(batch_size: int) -> None:

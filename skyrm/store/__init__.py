@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -60,6 +61,19 @@ def _row_pair(row: sqlite3.Row | tuple, oriented_verdict: str | None = None) -> 
 
 
 _PAIR_COLUMNS = "p.id, p.prompt, p.chosen, p.rejected, p.source, p.split, p.meta"
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (signal 0 checks without sending anything)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True
 
 
 class Store:
@@ -318,9 +332,27 @@ class Store:
     def start_run(self, kind: str, config: dict[str, Any], *, name: str = "", path: str = "") -> int:
         with self.transaction():
             cursor = self.db.conn.execute(
-                "INSERT INTO runs (kind, name, config, status, path, started_at) VALUES (?, ?, ?, 'running', ?, ?)",
-                (kind, name, canonical_json(config), path, now()))
+                "INSERT INTO runs (kind, name, config, status, path, started_at, host, pid) "
+                "VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
+                (kind, name, canonical_json(config), path, now(), socket.gethostname(), os.getpid()))
         return int(cursor.lastrowid)
+
+    def close_stale_runs(self) -> list[int]:
+        """Mark 'interrupted' the running runs of this host whose process no longer exists.
+
+        A process killed outright (kill -9, a native crash) cannot close its own run.
+        Returns the ids closed.
+        """
+        host = socket.gethostname()
+        stale = [run_id for run_id, pid in self._query(
+            "SELECT id, pid FROM runs WHERE status = 'running' AND host = ? AND pid IS NOT NULL", [host])
+            if not _process_alive(pid)]
+        if stale:
+            with self.transaction():
+                for run_id in stale:
+                    self.db.conn.execute("UPDATE runs SET status = 'interrupted', finished_at = ? "
+                                         "WHERE id = ? AND status = 'running'", (now(), run_id))
+        return stale
 
     def finish_run(self, run_id: int, *, status: str = "done", metrics: dict[str, Any] | None = None,
                    path: str | None = None) -> None:
@@ -789,3 +821,4 @@ class Store:
             "LEFT JOIN (SELECT pair_id, p, MAX(run_id) FROM scores GROUP BY pair_id) s ON s.pair_id = h.pair_id")
         return [{"pair_id": r[0], "task_category": r[1], "llm_verdict": r[2], "rm_p": r[3]} for r in rows]
     # ================================================== end of human annotation section
+

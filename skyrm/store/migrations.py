@@ -274,6 +274,16 @@ CREATE UNIQUE INDEX quarantine_where ON quarantine(path, line, IFNULL(element, -
 
 
 @migrations()
+def m007_run_owner(db: Database) -> None:
+    # Which process runs a run (host and pid), so a run whose process was killed outright
+    # (kill -9, a native crash) can be closed as 'interrupted' by the next run (issue 16).
+    _run(db, """
+ALTER TABLE runs ADD COLUMN host TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN pid INTEGER
+""")
+
+
+@migrations()
 def m006_annotation(db: Database) -> None:
     # Human verification (issue 15, METHOD.md Stage 1 "Human protocol").
     # - `label_withdrawals`: an annotator's undo. Labels stay append-only, and 'withdrawn' is no

@@ -1,0 +1,57 @@
+"""One lifecycle for every run a command records (judge, attributes, train, score, eval, embed, ...).
+
+A run row is opened when the work starts and always closed: ``done`` when the
+block ends, ``interrupted`` on Ctrl-C (and on SIGTERM, which the CLI turns into
+one), ``failed`` on any other error, which is re-raised. What the flow measured
+goes into ``run.metrics`` as it goes, so a failed or interrupted run keeps its
+partial figures. A process killed outright (kill -9, a native crash) cannot close
+its row; the next run on the store closes such rows (see
+``Store.close_stale_runs``).
+Deliberately not here: what a run does, and anything shown to the user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from skyrm.store import Store
+
+# progress(done, total or None, note): how the library reports long work; the CLI draws it.
+Progress = Callable[[int, "int | None", str], None]
+
+
+def no_progress(done: int, total: int | None = None, note: str = "") -> None:
+    """The progress callback of a caller that does not want progress."""
+
+
+@dataclass
+class Run:
+    """An open run: its row id and what the flow records about it before it closes."""
+
+    id: int
+    metrics: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
+
+
+@contextmanager
+def tracked_run(store: Store, kind: str, config: dict[str, Any], *, name: str = "", path: str = "",
+                run_id: int | None = None) -> Iterator[Run]:
+    """Open a run row (or re-open ``run_id`` when resuming) and close it however the block ends."""
+    store.close_stale_runs()
+    if run_id is not None and store.get_run(run_id) is not None:
+        store.update_run(run_id, status="running")
+    else:
+        run_id = store.start_run(kind, config, name=name, path=path)
+    run = Run(run_id, path=path or None)
+    try:
+        yield run
+    except KeyboardInterrupt:
+        store.finish_run(run.id, status="interrupted", metrics=run.metrics, path=run.path)
+        raise
+    except BaseException:
+        store.finish_run(run.id, status="failed", metrics=run.metrics, path=run.path)
+        raise
+    store.finish_run(run.id, status="done", metrics=run.metrics, path=run.path)

@@ -272,3 +272,23 @@ def test_status_human_section_kappa_judge_and_rm_agreement(store, pairs, tmp_pat
     table = subprocess.run([sys.executable, "-m", "skyrm", "status", "--db", str(tmp_path / "test.db")],
                            capture_output=True, text=True, check=True).stdout
     assert "alice vs bob" in table and "Cohen's kappa" in table and "human vs RM" in table
+
+
+# ------------------------------------------------------------------ screen pieces
+def test_parse_keys_and_escape_sequences_in_data_are_inert(store):
+    from skyrm.annotate.tui import parse_keys, render_body
+
+    assert parse_keys("1\x1b[A\x1b[6~\tq\x1b\r\x7f") == ["1", "up", "pgdn", "tab", "q", "esc", "enter", "backspace"]
+    assert parse_keys("\x1b[1;5Cx") == ["x"]  # an unknown sequence is dropped whole
+    hostile = Pair(prompt=[{"role": "user", "content": "clear\x1b[2J the screen"}],
+                   chosen=[{"role": "assistant", "content": "ok\x1b]0;title\x07"}],
+                   rejected=[{"role": "assistant", "content": "no"}], source="s")
+    store.add_pairs([hostile])
+    session = Session(Queue(store, "alice", QueueConfig(pool="all")))
+    body = render_body(session.start(), session, 79, color_system=None)
+    text = "\n".join(body.lines)
+    assert "\x1b" not in text and "\x07" not in text
+    assert "clear\ufffd[2J the screen" in text
+    assert [title for title, _ in body.sections][:4] == ["Pair", "Conversation", "Candidate 1", "Candidate 2"]
+    assert all(len(line) <= 79 for line in body.lines)
+    session.close()

@@ -151,10 +151,6 @@ class Queue:
             self.store.release_claims(self.producer, self.held)
             self.held = None
 
-    def remaining(self) -> int:
-        """Candidates not labelled by a human yet (an estimate for the screen; claims not counted)."""
-        done = {row["pair_id"] for row in self.store.human_labels()}
-        return sum(1 for i in self.candidates.ids if i not in done)
 
 
 Clock = Callable[[], float]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import codecs
 import io
 import os
+import re
 import select
 import shutil
 import termios
@@ -34,6 +35,13 @@ _ESCAPES = {"[A": "up", "[B": "down", "[C": "right", "[D": "left", "[5~": "pgup"
             "[H": "home", "OH": "home", "[1~": "home", "[7~": "home", "[F": "end", "OF": "end", "[4~": "end",
             "[8~": "end", "[Z": "backtab", "OA": "up", "OB": "down"}
 MIN_COLUMNS, MIN_ROWS = 40, 10
+# Pair texts are data, not terminal commands: an escape sequence inside a response must not clear
+# the screen or move the cursor, so control characters other than newline and tab are shown as �.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(text: str) -> str:
+    return _CONTROL.sub("\ufffd", text)
 
 
 def parse_keys(text: str) -> list[str]:
@@ -154,29 +162,30 @@ def render_body(shown: Shown, session: Session, width: int, color_system: str | 
     if attrs is None:
         about.append(Text("no attributes (run skyrm attributes): judge by the protocol's general rules", style="yellow"))
     else:
-        about.append(Text.assemble(("task ", "dim"), (attrs.task_category, "bold"), ("  ·  ", "dim"),
-                                   (attrs.objectivity, "bold"), ("  ·  controversiality ", "dim"),
-                                   (attrs.controversiality, "bold")))
-        about.append(Text.assemble(("desired: ", "dim"), attrs.desired_attributes))
-        about.append(Text.assemble(("guideline: ", "dim"), attrs.guideline))
+        about.append(Text.assemble(("task ", "dim"), (clean(attrs.task_category), "bold"), ("  ·  ", "dim"),
+                                   (clean(attrs.objectivity), "bold"), ("  ·  controversiality ", "dim"),
+                                   (clean(attrs.controversiality), "bold")))
+        about.append(Text.assemble(("desired: ", "dim"), clean(attrs.desired_attributes)))
+        about.append(Text.assemble(("guideline: ", "dim"), clean(attrs.guideline)))
     for hint in shown.hints:
         about.append(Text.assemble(("hint ", "magenta"), (f"Candidate {hint['candidate']}: ", "bold"),
                                    f"P({hint['kind']}) = {hint['p']:.2f} ",
-                                   (f"by {hint['producer']} — an LLM's guess: check it, never copy it", "dim")))
+                                   (f"by {clean(hint['producer'])} — an LLM's guess: check it, never copy it", "dim")))
     if shown.reasons:
-        about.append(Text.assemble(("queued because: ", "dim"), ", ".join(shown.reasons)))
+        about.append(Text.assemble(("queued because: ", "dim"), clean(", ".join(shown.reasons))))
     section("Pair", about)
     turns = shown.pair.prompt
-    conversation = [Text.assemble((f"{m.get('role', '?').capitalize()}: ", "bold green" if m.get("role") == "user"
-                                   else "bold blue"), m.get("content", "")) for m in turns]
+    conversation = [Text.assemble((f"{clean(str(m.get('role', '?'))).capitalize()}: ",
+                                   "bold green" if m.get("role") == "user" else "bold blue"),
+                                  clean(str(m.get("content", "")))) for m in turns]
     section("Conversation", conversation or [Text("(no history: the candidates answer nothing)", style="dim")])
     for number in (1, 2):
-        section(f"Candidate {number}", [Text(render_plain(shown.candidate(number)).removeprefix("Assistant: "))],
+        section(f"Candidate {number}", [Text(clean(render_plain(shown.candidate(number)).removeprefix("Assistant: ")))],
                 style="bold yellow")
     rules = []
     for title, body in shown.rules:
-        rules.append(Text(title, style="bold"))
-        rules.append(Text(body))
+        rules.append(Text(clean(title), style="bold"))
+        rules.append(Text(clean(body)))
     section(f"Protocol ({session.protocol.version})", rules, style="bold magenta")
     return Body(lines, sections)
 
@@ -239,13 +248,13 @@ def _frame(session: Session, screen: Screen, columns: int, rows: int, color_syst
     view = max(1, rows - 3)
     done = len(session.answers)
     shown = session.current
-    header = Text(f" skyrm annotate · {session.annotator} · {done} answered", style="reverse bold")
+    header = Text(f" skyrm annotate · {clean(session.annotator)} · {done} answered", style="reverse bold")
     if shown is not None:
-        header.append(f" · pair {shown.pair_id[:8]} · {session.queue.candidates.source}", style="reverse")
+        header.append(f" · pair {shown.pair_id[:8]} · {clean(session.queue.candidates.source)}", style="reverse")
     lines = [_one_line(header, width, color_system)]
     if shown is None or screen.body is None:
         why = ("reached --limit" if session.finished == "limit" else
-               f"no pair left in {session.queue.candidates.source} for {session.annotator}")
+               f"no pair left in {clean(session.queue.candidates.source)} for {clean(session.annotator)}")
         body = [Text(""), Text(f"  Done: {why}.", style="bold"),
                 Text(f"  {done} answer(s) stored in this session; each one is already saved."),
                 Text("  u takes back the last answer, q quits.", style="dim")]
@@ -257,11 +266,11 @@ def _frame(session: Session, screen: Screen, columns: int, rows: int, color_syst
         lines += body_lines[screen.offset:screen.offset + view]
         lines += [""] * (view - len(body_lines[screen.offset:screen.offset + view]))
     if screen.note is not None:
-        message = Text.assemble(("note", "bold"), " (Enter keeps, Esc drops): ", screen.note, ("▏", "blink"))
+        message = Text.assemble(("note", "bold"), " (Enter keeps, Esc drops): ", clean(screen.note), ("▏", "blink"))
     else:
         message = screen.message
         if shown is not None and shown.note and not message.plain:
-            message = Text.assemble(("note: ", "dim"), shown.note)
+            message = Text.assemble(("note: ", "dim"), clean(shown.note))
     lines.append(_one_line(message, width, color_system))
     position = ""
     if shown is not None and screen.body is not None:
@@ -276,7 +285,7 @@ def _handle(session: Session, screen: Screen, key: str, view: int) -> bool:
     if screen.note is not None:
         if key == "enter":
             session.set_note(screen.note)
-            screen.message = Text.assemble(("note kept: ", "green"), screen.note)
+            screen.message = Text.assemble(("note kept: ", "green"), clean(screen.note))
             screen.note = None
         elif key == "esc":
             screen.note, screen.message = None, Text("note dropped", style="dim")

@@ -119,28 +119,42 @@ def test_claims_keep_two_annotators_apart_and_expire(store, pairs):
         Queue(store, "al ice")
 
 
-def test_two_processes_never_claim_the_same_pair(tmp_path):
+def test_two_processes_label_at_once_without_lock_errors_or_shared_pairs(tmp_path):
     from skyrm.store import Store
 
     db = tmp_path / "two.db"
     with Store(db) as store:
-        made = [make_pair(i) for i in range(40)]
-        store.add_pairs(made)
-        ids = [p.id for p in made]
-    code = ("import sys, json\nfrom skyrm.store import Store\n"
-            "s = Store(sys.argv[1]); ids = json.loads(sys.argv[3]); got = []\n"
-            "while True:\n"
-            "    p = s.claim_next('annotator:' + sys.argv[2], [i for i in ids if i not in got])\n"
-            "    if p is None: break\n"
-            "    got.append(p)\n"
-            "print(json.dumps(got))\n")
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(db), name, json.dumps(ids)], stdout=subprocess.PIPE,
+        store.add_pairs([make_pair(i) for i in range(200)])
+    # Each process runs a real session: answer, and every third answer undo it and answer again.
+    # Both start labelling together (each waits for the other's ready file).
+    code = ("import sys, json, os, time\n"
+            "from skyrm.store import Store\n"
+            "from skyrm.annotate.queue import Queue, QueueConfig\n"
+            "from skyrm.annotate.session import Session\n"
+            "session = Session(Queue(Store(sys.argv[1]), sys.argv[2], QueueConfig(pool='all')))\n"
+            "open(sys.argv[1] + '.' + sys.argv[2], 'w').close()\n"
+            "while not all(os.path.exists(sys.argv[1] + '.' + n) for n in ('alice', 'bob')): time.sleep(0.01)\n"
+            "session.start()\n"
+            "n = 0\n"
+            "while session.current is not None:\n"
+            "    n += 1\n"
+            "    time.sleep(0.002)  # a (very fast) person reads the pair\n"
+            "    session.answer('1')\n"
+            "    if n % 3 == 0:\n"
+            "        session.undo()\n"
+            "        session.answer('t')\n"
+            "session.close()\n"
+            "print(json.dumps([a.pair_id for a in session.answers]))\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(db), name], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for name in ("alice", "bob")]
-    results = [p.communicate(timeout=120) for p in procs]
+    results = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [r[1] for r in results]
     got = [json.loads(out) for out, _ in results]
-    assert not set(got[0]) & set(got[1])
-    assert sorted(got[0] + got[1]) == sorted(ids)
+    assert got[0] and got[1] and not set(got[0]) & set(got[1])
+    with Store(db) as store:
+        standing = store.human_labels()
+        assert sorted(lb["pair_id"] for lb in standing) == sorted(got[0] + got[1]) == sorted(store.pair_ids("all"))
+        assert store.pool_counts()["gold"] == 200 and store.claims() == []
 
 
 def test_overlap_shows_labelled_pairs_to_a_second_annotator(store, pairs):

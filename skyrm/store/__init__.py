@@ -660,10 +660,10 @@ class Store:
 
     def withdraw_label(self, label_id: int, *, by: str, reason: str = "undo") -> bool:
         """Take back a human label (an annotator's undo); False when it was withdrawn already."""
-        with self.transaction():
-            kind = self._query("SELECT kind FROM labels WHERE id = ?", [label_id])
-            if not kind or kind[0][0] != "human":
-                raise StoreError(f"label {label_id} is not a human label: only those can be withdrawn")
+        kind = self._query("SELECT kind FROM labels WHERE id = ?", [label_id])
+        if not kind or kind[0][0] != "human":
+            raise StoreError(f"label {label_id} is not a human label: only those can be withdrawn")
+        with self.transaction():  # starts with its write: waits for the lock instead of failing
             cursor = self.db.conn.execute(
                 "INSERT OR IGNORE INTO label_withdrawals (label_id, withdrawn_by, reason, created_at) "
                 "VALUES (?, ?, ?, ?)", (label_id, by, reason, now()))

@@ -15,8 +15,8 @@ targets first, ties by id (the item order of an FP-tree), so targets whose examp
 overlap share their leading ones and identical sets give identical blocks. Which examples
 are chosen does not depend on the order. Measured on RMB (README, "Embeddings and
 retrieval"): nearest examples run 2.3x the tokens of the tier examples for 30 targets and
-1.4x for 267; the shared order saves 1-3% of that, because nearby targets rarely share
-their nearest gold pairs. ``--examples tiers`` keeps the old, cheaper blocks.
+1.4x for 267; the shared order saves about 3% of the tokens run, because nearby targets
+rarely share their nearest gold pairs. ``--examples tiers`` keeps the old, cheaper blocks.
 
 Deliberately not here: rendering examples (prompts.py), computing embeddings, calling models.
 """
@@ -24,8 +24,8 @@ Deliberately not here: rendering examples (prompts.py), computing embeddings, ca
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 from skyrm.errors import ConfigError

@@ -26,6 +26,7 @@ from skyrm.judges.prompts import Budget, attributes_prompt, attributes_schema, l
 from skyrm.records import content_hash
 from skyrm.selection import POOL_CHOICES
 from skyrm.store import Store
+from skyrm.runs import tracked_run
 
 Progress = Callable[[int, "int | None", str], None]
 
@@ -94,33 +95,30 @@ def generate_attributes(store: Store, config: AttributesConfig, *, judge: Judge 
     schema = attributes_schema(config.max_chars) if config.constrained and judge.supports_grammar else None
     params = {"retries": config.retries, "temperature": config.temperature, "max_tokens": config.max_tokens,
               "constrained": schema is not None, "seed": config.seed}
-    run_id = store.start_run("attributes", {**asdict(config), "prompt_version": template.prompt_version,
-                                            "producer": calls.producer, "fingerprint": judge.fingerprint})
-    summary.run_id = run_id
-    started = time.perf_counter()
-    status = "failed"
-    try:
-        if progress:
-            progress(0, len(targets), "")
-        for start in range(0, len(targets), config.chunk):
-            ids = targets[start:start + config.chunk]
-            pairs = store.get_pairs(ids)
-            prompts = {pid: attributes_prompt(pairs[pid], config.budget, config.template) for pid in ids}
-            _attributes_chunk(store, calls, ids, prompts, config, schema, params, template.prompt_version, summary)
+    run_config = {**asdict(config), "prompt_version": template.prompt_version, "producer": calls.producer,
+                  "fingerprint": judge.fingerprint}
+    with tracked_run(store, "attributes", run_config) as run:
+        summary.run_id = run.id
+        started = time.perf_counter()
+        try:
             if progress:
-                elapsed = time.perf_counter() - started
-                progress(start + len(ids), len(targets),
-                         f"{(start + len(ids)) / elapsed:.2f} pairs/s, {summary.failed} failed")
-        status = "done"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        summary.seconds = time.perf_counter() - started
-        summary.cache_hits, summary.model_calls = calls.hits, calls.calls
-        store.finish_run(run_id, status=status, metrics=summary.as_dict())
-        if owned:
-            judge.close()
+                progress(0, len(targets), "")
+            for start in range(0, len(targets), config.chunk):
+                ids = targets[start:start + config.chunk]
+                pairs = store.get_pairs(ids)
+                prompts = {pid: attributes_prompt(pairs[pid], config.budget, config.template) for pid in ids}
+                _attributes_chunk(store, calls, ids, prompts, config, schema, params, template.prompt_version,
+                                  summary)
+                if progress:
+                    elapsed = time.perf_counter() - started
+                    progress(start + len(ids), len(targets),
+                             f"{(start + len(ids)) / elapsed:.2f} pairs/s, {summary.failed} failed")
+        finally:
+            summary.seconds = time.perf_counter() - started
+            summary.cache_hits, summary.model_calls = calls.hits, calls.calls
+            run.metrics = summary.as_dict()
+            if owned:
+                judge.close()
     return summary
 
 

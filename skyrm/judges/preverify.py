@@ -27,6 +27,7 @@ from skyrm.judges.prompts import Budget, load_template, preverify_choices, preve
 from skyrm.judges.votes import two_way
 from skyrm.records import content_hash
 from skyrm.store import Store
+from skyrm.runs import tracked_run
 
 Progress = Callable[[int, "int | None", str], None]
 SIDES = ("chosen", "rejected")
@@ -101,58 +102,54 @@ def preverify(store: Store, config: PreverifyConfig, *, judge: Judge | None = No
             summary.already_done += 1
         else:
             pending.append(pid)
-    run_id = store.start_run("preverify", {**asdict(config), "prompt_version": template.prompt_version,
-                                           "producer": calls.producer, "fingerprint": judge.fingerprint})
-    summary.run_id = run_id
-    started = time.perf_counter()
-    status = "failed"
-    mode = "logprob"
-    try:
-        if progress:
-            progress(0, len(pending), "")
-        for start in range(0, len(pending), config.chunk):
-            chunk = pending[start:start + config.chunk]
-            pairs = store.get_pairs(chunk)
-            prompts = [preverify_prompt(pairs[pid], side, config.budget, config.template)
-                       for pid in chunk for side in SIDES]
-            probabilities: list[tuple[float | None, dict[str, Any]]] = []
-            if mode == "logprob":
-                try:
-                    for lp in calls.choice_logprobs(prompts, choices):
-                        p, mass = two_way(lp, *choices)
-                        probabilities.append((p, {"logprobs": lp, "mass": mass, "mode": "logprob"}))
-                except LogprobsUnsupported:
-                    mode = "sample"
-            if mode == "sample":
-                probabilities = _sampled(calls, prompts, chunk, choices, config)
-            hints = []
-            for n, pid in enumerate(chunk):
-                for k, side in enumerate(SIDES):
-                    p, detail = probabilities[2 * n + k]
-                    if p is None:
-                        summary.failed += 1
-                        continue
-                    hints.append({"pair_id": pid, "side": side, "kind": "correct", "producer": calls.producer,
-                                  "prompt_version": template.prompt_version, "p": p,
-                                  "detail": {**detail, "params": params, "backend": judge.backend,
-                                             "model": judge.model, "fingerprint": judge.fingerprint},
-                                  "dedup_key": hint_key(pid, side, calls.producer, template.prompt_version,
-                                                        params)})
-            summary.hints_written += store.add_hints(hints)
-            summary.checked_pairs += len(chunk)
+    run_config = {**asdict(config), "prompt_version": template.prompt_version, "producer": calls.producer,
+                  "fingerprint": judge.fingerprint}
+    with tracked_run(store, "preverify", run_config) as run:
+        summary.run_id = run.id
+        started = time.perf_counter()
+        mode = "logprob"
+        try:
             if progress:
-                elapsed = time.perf_counter() - started
-                progress(start + len(chunk), len(pending), f"{summary.checked_pairs / elapsed:.2f} pairs/s")
-        status = "done"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        summary.mode = mode
-        summary.seconds = time.perf_counter() - started
-        store.finish_run(run_id, status=status, metrics=summary.as_dict())
-        if owned:
-            judge.close()
+                progress(0, len(pending), "")
+            for start in range(0, len(pending), config.chunk):
+                chunk = pending[start:start + config.chunk]
+                pairs = store.get_pairs(chunk)
+                prompts = [preverify_prompt(pairs[pid], side, config.budget, config.template)
+                           for pid in chunk for side in SIDES]
+                probabilities: list[tuple[float | None, dict[str, Any]]] = []
+                if mode == "logprob":
+                    try:
+                        for lp in calls.choice_logprobs(prompts, choices):
+                            p, mass = two_way(lp, *choices)
+                            probabilities.append((p, {"logprobs": lp, "mass": mass, "mode": "logprob"}))
+                    except LogprobsUnsupported:
+                        mode = "sample"
+                if mode == "sample":
+                    probabilities = _sampled(calls, prompts, chunk, choices, config)
+                hints = []
+                for n, pid in enumerate(chunk):
+                    for k, side in enumerate(SIDES):
+                        p, detail = probabilities[2 * n + k]
+                        if p is None:
+                            summary.failed += 1
+                            continue
+                        hints.append({"pair_id": pid, "side": side, "kind": "correct", "producer": calls.producer,
+                                      "prompt_version": template.prompt_version, "p": p,
+                                      "detail": {**detail, "params": params, "backend": judge.backend,
+                                                 "model": judge.model, "fingerprint": judge.fingerprint},
+                                      "dedup_key": hint_key(pid, side, calls.producer, template.prompt_version,
+                                                            params)})
+                summary.hints_written += store.add_hints(hints)
+                summary.checked_pairs += len(chunk)
+                if progress:
+                    elapsed = time.perf_counter() - started
+                    progress(start + len(chunk), len(pending), f"{summary.checked_pairs / elapsed:.2f} pairs/s")
+        finally:
+            summary.mode = mode
+            summary.seconds = time.perf_counter() - started
+            run.metrics = summary.as_dict()
+            if owned:
+                judge.close()
     return summary
 
 

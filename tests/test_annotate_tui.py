@@ -196,8 +196,19 @@ def test_long_texts_page_and_scroll(tmp_path):
     assert "Protocol (protocol@" in tty.text or "Tools" in tty.text
     tty.press("g", then=r"1-21/")
     tty.press("\t", then=r"\d+-\d+/")  # next section
-    tty.press("q")
+    tty.screen.resize(30, 100)  # the window grows: the body is laid out again for 100x30
+    tty.child.setwinsize(30, 100)
+    shown = tty.wait_for(r"(\d+)-(\d+)/\d+$")  # the key line is the last of the 30 rows now
+    assert int(shown.group(2)) - int(shown.group(1)) + 1 == 27  # 30 rows: header, message and key lines
+    rules = [line for line in tty.text.splitlines() if line.startswith(("Conversation ─", "Candidate 1 ─"))]
+    assert rules and all(len(line) == 99 for line in rules)  # laid out again at the new width
+    tty.press("\x03")  # Ctrl-C: leaves like q, releasing the pair on screen
     assert tty.close() == 0
+    with Store(db) as store:
+        assert store.claims() == [] and store.human_labels() == []
+    empty = Tty(["annotate", "--pool", "gold", "--db", str(db)])
+    empty.wait_for(r"error: nothing to annotate in pool 'gold': choose another --pool")
+    assert empty.close() == 1
 
 
 def test_not_a_terminal_is_one_clear_line(sums_db):

@@ -135,7 +135,11 @@ class Queue:
         """Release the pair held, claim the next free one (None when none is left)."""
         self.release()
         overlap = self.overlap_ids()
-        order = overlap + [i for i in self.candidates.ids if i not in set(overlap)] if overlap else self.candidates.ids
+        if overlap:
+            first = set(overlap)
+            order = overlap + [i for i in self.candidates.ids if i not in first]
+        else:
+            order = self.candidates.ids
         self.held = self.store.claim_next(self.producer, order, overlap=frozenset(overlap),
                                           ttl_seconds=self.ttl_seconds)
         return self.held

@@ -76,6 +76,8 @@ def annotate(
         raise AnnotationError("--limit must be at least 1")
     store = open_store(db)
     queue = Queue(store, annotator, QueueConfig(pool=pool, overlap=overlap, seed=seed, claim_minutes=claim_minutes))
+    if not queue.candidates.ids and not queue.overlap_ids():
+        raise AnnotationError(f"nothing to annotate in {queue.candidates.source}: choose another --pool")
     session = Session(queue, load_protocol(protocol), seed=seed, limit=limit)
     color_system = Console().color_system
     try:

@@ -85,7 +85,7 @@ class EncoderSpec:
         return asdict(self)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
@@ -117,15 +117,21 @@ def encoder_spec(name: str = DEFAULT_MODEL) -> EncoderSpec:
     """Resolve an encoder name and fingerprint its files and settings (no torch)."""
     from skyrm.rm.checkpoint import file_digest
 
-    directory = _encoder_dir(name)
+    root = _encoder_dir(name)
+    # A sentence-transformers directory names its modules; older ones keep the transformer in
+    # a subfolder ("0_Transformer"). A plain transformers directory has no modules.json.
+    modules = _read_json(root / "modules.json") if (root / "modules.json").is_file() else []
+    paths = {str(m.get("type", "")).rsplit(".", 1)[-1]: m.get("path", "") for m in modules
+             if isinstance(m, dict)} if isinstance(modules, list) else {}
+    directory = root / paths["Transformer"] if paths.get("Transformer") else root
     if not (directory / "config.json").is_file():
         raise ModelError(f"{directory}: no config.json, not a transformers encoder directory")
-    pooling_cfg = _read_json(directory / "1_Pooling" / "config.json")
+    pooling_cfg = _read_json(root / (paths.get("Pooling") or "1_Pooling") / "config.json")
     if pooling_cfg.get("pooling_mode_max_tokens") or pooling_cfg.get("pooling_mode_mean_sqrt_len_tokens"):
         raise ModelError(f"{directory}: only mean or CLS pooling is supported")
     pooling = "cls" if pooling_cfg.get("pooling_mode_cls_token") and not pooling_cfg.get(
         "pooling_mode_mean_tokens") else "mean"
-    st_cfg = _read_json(directory / "sentence_bert_config.json")
+    st_cfg = _read_json(directory / "sentence_bert_config.json") or _read_json(root / "sentence_bert_config.json")
     if st_cfg.get("max_seq_length"):
         max_length = int(st_cfg["max_seq_length"])
     else:
@@ -133,7 +139,7 @@ def encoder_spec(name: str = DEFAULT_MODEL) -> EncoderSpec:
                   _read_json(directory / "tokenizer_config.json").get("model_max_length"), MAX_LENGTH_CAP]
         max_length = min(int(x) for x in limits if isinstance(x, (int, float)) and 0 < x < 10**7)
     lowercase = bool(st_cfg.get("do_lower_case", False))
-    files = sorted({f for pattern in _FILES for f in directory.glob(pattern) if f.is_file()})
+    files = sorted({f for base in {root, directory} for pattern in _FILES for f in base.glob(pattern) if f.is_file()})
     settings = {"pooling": pooling, "max_length": max_length, "lowercase": lowercase, "normalize": True}
     fingerprint = content_hash({"files": sorted(file_digest(f) for f in files), "settings": settings}, 24)
     return EncoderSpec(name, str(directory), pooling, max_length, lowercase, fingerprint)

@@ -167,3 +167,30 @@ def test_kill_9_during_embed_then_rerun_stores_each_embedding_once(tmp_path, min
         pairs = store.get_pairs(ids)
         direct = minilm.encode([embedding_text(pairs[i], None, "prompt") for i in ids])
         assert np.allclose(np.stack([np.frombuffer(vectors[i], dtype="<f4") for i in ids]), direct, atol=1e-5)
+
+
+def test_an_older_sentence_transformers_layout_with_cls_pooling_equals_sentence_transformers(tmp_path, minilm):
+    st = pytest.importorskip("sentence_transformers")
+    import json
+    import shutil
+    from pathlib import Path
+
+    source = Path(minilm.spec.path)
+    root = tmp_path / "st-cls"
+    shutil.copytree(source, root / "0_Transformer", ignore=shutil.ignore_patterns("1_Pooling", "modules.json"))
+    (root / "1_Pooling").mkdir()
+    (root / "1_Pooling" / "config.json").write_text(json.dumps({
+        "word_embedding_dimension": 384, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False,
+        "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False}))
+    (root / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "0_Transformer", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    spec = encoder_spec(str(root))
+    assert spec.pooling == "cls" and spec.path.endswith("0_Transformer") and spec.max_length == 256
+    assert spec.fingerprint != minilm.spec.fingerprint  # same weights, other pooling: another space
+    texts = [embedding_text(_pair(i), None, "prompt") for i in range(4)]
+    ours = Encoder(spec, device="cpu").encode(texts)
+    theirs = st.SentenceTransformer(str(root), device="cpu").encode(texts, normalize_embeddings=True)
+    assert np.abs(ours - theirs).max() < 1e-5
+    assert np.abs(ours - minilm.encode(texts)).max() > 1e-2  # CLS is not mean pooling

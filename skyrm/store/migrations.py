@@ -274,16 +274,6 @@ CREATE UNIQUE INDEX quarantine_where ON quarantine(path, line, IFNULL(element, -
 
 
 @migrations()
-def m007_run_owner(db: Database) -> None:
-    # Which process runs a run (host and pid), so a run whose process was killed outright
-    # (kill -9, a native crash) can be closed as 'interrupted' by the next run (issue 16).
-    _run(db, """
-ALTER TABLE runs ADD COLUMN host TEXT NOT NULL DEFAULT '';
-ALTER TABLE runs ADD COLUMN pid INTEGER
-""")
-
-
-@migrations()
 def m006_annotation(db: Database) -> None:
     # Human verification (issue 15, METHOD.md Stage 1 "Human protocol").
     # - `label_withdrawals`: an annotator's undo. Labels stay append-only, and 'withdrawn' is no
@@ -357,4 +347,14 @@ LEFT JOIN (SELECT pair_id, verdict, MAX(id) FROM labels WHERE kind = 'llm' GROUP
     ON l.pair_id = p.id
 LEFT JOIN (SELECT DISTINCT pair_id FROM labels WHERE kind = 'rule' AND verdict = 'skip') r
     ON r.pair_id = p.id
+""")
+
+
+@migrations()
+def m007_run_owner(db: Database) -> None:
+    # Which process runs a run (host and pid), so a run whose process was killed outright
+    # (kill -9, a native crash) can be closed as 'interrupted' by the next run (issue 16).
+    _run(db, """
+ALTER TABLE runs ADD COLUMN host TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN pid INTEGER
 """)

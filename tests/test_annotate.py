@@ -306,3 +306,18 @@ def test_parse_keys_and_escape_sequences_in_data_are_inert(store):
     assert [title for title, _ in body.sections][:4] == ["Pair", "Conversation", "Candidate 1", "Candidate 2"]
     assert all(len(line) <= 79 for line in body.lines)
     session.close()
+
+
+def test_a_claim_in_use_is_kept_alive(store, pairs):
+    alice = Queue(store, "alice", QueueConfig(pool="all", claim_minutes=0.005))  # 0.3 s
+    held = alice.next()
+    first_expiry = store.claims()[0]["expires"]
+    alice.keep()  # too early: nothing changes
+    assert store.claims()[0]["expires"] == first_expiry
+    time.sleep(0.2)  # past half the claim's time: a key press extends it
+    alice.keep()
+    assert store.claims()[0]["expires"] > first_expiry
+    time.sleep(0.15)  # the first claim would have expired by now; the extended one holds
+    assert store.claim_next("annotator:bob", [held]) is None
+    alice.release()
+    assert store.claim_next("annotator:bob", [held]) == held

@@ -21,6 +21,7 @@ Deliberately not here: SQL, the screen.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,6 +121,7 @@ class Queue:
         self.config = config or QueueConfig()
         self.candidates = candidates if candidates is not None else select_candidates(store, self.config.pool)
         self.held: str | None = None
+        self._held_since = 0.0
 
     @property
     def ttl_seconds(self) -> float:
@@ -142,6 +144,7 @@ class Queue:
             order = self.candidates.ids
         self.held = self.store.claim_next(self.producer, order, overlap=frozenset(overlap),
                                           ttl_seconds=self.ttl_seconds)
+        self._held_since = time.monotonic()
         return self.held
 
     def take(self, pair_id: str) -> None:
@@ -149,6 +152,13 @@ class Queue:
         self.release()
         self.store.claim(pair_id, self.producer, ttl_seconds=self.ttl_seconds)
         self.held = pair_id
+        self._held_since = time.monotonic()
+
+    def keep(self) -> None:
+        """Extend the claim on the pair held once half its time has passed: the annotator is
+        still at it (a key was pressed), so another annotator must not take it."""
+        if self.held is not None and time.monotonic() - self._held_since > self.ttl_seconds / 2:
+            self.take(self.held)
 
     def release(self) -> None:
         if self.held is not None:

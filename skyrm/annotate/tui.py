@@ -227,6 +227,7 @@ def run_tui(session: Session, fd_in: int, out: IO[str], *, color_system: str | N
                     continue
                 if not _handle(session, screen, key, max(1, rows - 3)):
                     return
+                session.queue.keep()
     finally:
         session.close()
 

@@ -136,6 +136,8 @@ def export_batch(store: Store, path: str | Path, *, n: int = 200, pool: str = QU
             "candidate_1": _text(sides[first]), "candidate_2": _text(sides[_other(first)]),
             "verdict": "", "note": ""})
     target = Path(path)
+    if not target.parent.is_dir():
+        raise InputError(f"{target}: directory {target.parent} does not exist")
     config = None
     if kind == "csv":
         with open(target, "w", encoding="utf-8-sig", newline="") as handle:  # the BOM makes Excel read UTF-8
@@ -166,7 +168,7 @@ def export_batch(store: Store, path: str | Path, *, n: int = 200, pool: str = QU
 class Row:
     """One answer read from a file, before validation."""
 
-    line: int | None  # CSV/JSONL line (the record's first line)
+    line: int | None  # CSV: the spreadsheet row (header = 1); JSONL: the line
     element: int | None  # Label Studio task index
     pair_id: str
     batch: str

@@ -190,3 +190,14 @@ def test_label_studio_round_trip(store, pairs, tmp_path):
     assert label.verdict == first_side(first["batch"], "", first["pair_id"])  # Candidate 1; the cancelled one ignored
     assert label.detail["seconds"] == 33.5 and label.detail["note"] == "checked" and label.detail["completed_by"] == 7
     assert store.labels_for(tasks[1]["data"]["pair_id"], "human")[-1].verdict == "skip"
+
+
+def test_annotate_help_lists_the_file_commands_with_examples():
+    for args, expected in ((["annotate", "--help"], ["export", "import", "Example: skyrm annotate --annotator"]),
+                           (["annotate", "export", "--help"], ["Example: skyrm annotate export --n 200 --to batch.csv"]),
+                           (["annotate", "import", "--help"], ["Example: skyrm annotate import batch.csv"])):
+        run = subprocess.run([sys.executable, "-m", "skyrm", *args], capture_output=True, text=True,
+                             env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
+        assert run.returncode == 0, run.stderr
+        for text in expected:
+            assert text in run.stdout, run.stdout

@@ -26,6 +26,7 @@ Deliberately not here: training, benchmark metrics.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -309,45 +310,69 @@ def sigmoid(x: float) -> float:
 
 def score_pool(store: "Store", model_path: str, *, pool: str = "all", batch_size: int = 16,
                progress: Progress | None = None, device: str | None = None, dtype: Any = None,
-               shared_prefix: str = "off") -> dict[str, Any]:
-    """Score every pair of a pool into ``scores`` under a new "score" run; returns the run's summary."""
+               shared_prefix: str = "off", chunk: int = 4096) -> dict[str, Any]:
+    """Score every pair of a pool into ``scores`` under a new "score" run; returns the run's summary.
+
+    The pool streams through in chunks of ``chunk`` pairs (read, scored, stored), so memory
+    does not grow with the pool.
+    """
     started = time.perf_counter()
     model = load_reward_model(model_path, device=device, dtype=dtype, shared_prefix=shared_prefix)
     config = {"model": model_path, "model_path": model.path, "fingerprint": model.fingerprint, "pool": pool,
               "batch_size": batch_size, "max_length": model.max_length}
+    total = store.count_pairs(pool)
+    if not total:
+        raise ConfigError(f"pool '{pool}' has no pairs: see 'skyrm status' for pools and sources")
+    counts = dict.fromkeys(("pairs", "scored", "failed", "agree", "labelled", "agree_labels", "items",
+                            "items_cached"), 0)
+    p_sum = 0.0
     with tracked_run(store, "score", config, path=model.path) as run:
-        ids, items, verdicts = [], [], []
-        for stored_id, pair, verdict in store.iter_pairs(pool, oriented=False):
-            ids.append(stored_id)
-            verdicts.append(verdict)
-            items.append((pair.prompt, pair.chosen))
-            items.append((pair.prompt, pair.rejected))
-        if not ids:
-            raise ConfigError(f"pool '{pool}' has no pairs: see 'skyrm status' for pools and sources")
-        before = store.get_rewards(model.fingerprint, {response_key(h, r) for h, r in items})
-        rewards = score_items(store, model, items, batch_size=batch_size, progress=progress)
-        rows, agree, agree_labels, labelled, failed = [], 0, 0, 0, 0
-        for index, pair_id in enumerate(ids):
-            r_chosen, r_rejected = rewards[2 * index], rewards[2 * index + 1]
-            if not (math.isfinite(r_chosen) and math.isfinite(r_rejected)):
-                failed += 1
-                continue
-            rows.append((pair_id, r_chosen, r_rejected, sigmoid(r_chosen - r_rejected)))
-            agree += r_chosen > r_rejected
-            if verdicts[index] in ("chosen", "rejected"):
-                labelled += 1
-                agree_labels += (r_chosen > r_rejected) == (verdicts[index] == "chosen")
-        store.add_scores(run.id, rows)
+        pairs = store.iter_pairs(pool, oriented=False)
+        while True:
+            block = list(itertools.islice(pairs, chunk))
+            if not block:
+                break
+            items = [item for _, pair, _ in block
+                     for item in ((pair.prompt, pair.chosen), (pair.prompt, pair.rejected))]
+            counts["items_cached"] += len(store.get_rewards(model.fingerprint,
+                                                            {response_key(h, r) for h, r in items}))
+            done = counts["pairs"]
+
+            def report(n: int, _total: int | None = None, note: str = "") -> None:
+                if progress:
+                    progress(done + n // 2, total, note)
+
+            rewards = score_items(store, model, items, batch_size=batch_size, progress=report)
+            rows = []
+            for index, (pair_id, _, verdict) in enumerate(block):
+                r_chosen, r_rejected = rewards[2 * index], rewards[2 * index + 1]
+                if not (math.isfinite(r_chosen) and math.isfinite(r_rejected)):
+                    counts["failed"] += 1
+                    continue
+                rows.append((pair_id, r_chosen, r_rejected, sigmoid(r_chosen - r_rejected)))
+                counts["agree"] += r_chosen > r_rejected
+                if verdict in ("chosen", "rejected"):
+                    counts["labelled"] += 1
+                    counts["agree_labels"] += (r_chosen > r_rejected) == (verdict == "chosen")
+            store.add_scores(run.id, rows)
+            p_sum += sum(row[3] for row in rows)
+            counts["pairs"] += len(block)
+            counts["scored"] += len(rows)
+            counts["items"] += len(items)
+            if progress:
+                progress(counts["pairs"], total, "")
         seconds = time.perf_counter() - started
+        scored, labelled = counts["scored"], counts["labelled"]
         run.metrics = metrics = {
-            "pairs": len(ids), "scored": len(rows), "failed": failed,
-            "accuracy_stored": agree / len(rows) if rows else None,
-            "labelled": labelled, "accuracy_labels": agree_labels / labelled if labelled else None,
-            "mean_p": sum(r[3] for r in rows) / len(rows) if rows else None,
-            "items": len(items), "items_cached": len(before), "cut_response": model.stats["cut_response"],
+            "pairs": counts["pairs"], "scored": scored, "failed": counts["failed"],
+            "accuracy_stored": counts["agree"] / scored if scored else None,
+            "labelled": labelled, "accuracy_labels": counts["agree_labels"] / labelled if labelled else None,
+            "mean_p": p_sum / scored if scored else None,
+            "items": counts["items"], "items_cached": counts["items_cached"],
+            "cut_response": model.stats["cut_response"],
             "truncated": model.stats["truncated"], "shared_history": model.stats["shared_history"],
             "seconds": round(seconds, 3),
-            "pairs_per_s": round(len(ids) / seconds, 3) if seconds else None,
+            "pairs_per_s": round(counts["pairs"] / seconds, 3) if seconds else None,
         }
     return {"run_id": run.id, "model": model_path, "fingerprint": model.fingerprint, "pool": pool, **metrics}
 

@@ -126,12 +126,13 @@ def test_two_processes_label_at_once_without_lock_errors_or_shared_pairs(tmp_pat
     with Store(db) as store:
         store.add_pairs([make_pair(i) for i in range(200)])
     # Each process runs a real session: answer, and every third answer undo it and answer again.
-    # Both start labelling together (each waits for the other's ready file).
+    # Both start labelling together (each waits for the other's ready file); neither may take more
+    # than 120 of the 200 pairs, so both label some however the machine schedules them.
     code = ("import sys, json, os, time\n"
             "from skyrm.store import Store\n"
             "from skyrm.annotate.queue import Queue, QueueConfig\n"
             "from skyrm.annotate.session import Session\n"
-            "session = Session(Queue(Store(sys.argv[1]), sys.argv[2], QueueConfig(pool='all')))\n"
+            "session = Session(Queue(Store(sys.argv[1]), sys.argv[2], QueueConfig(pool='all')), limit=120)\n"
             "open(sys.argv[1] + '.' + sys.argv[2], 'w').close()\n"
             "while not all(os.path.exists(sys.argv[1] + '.' + n) for n in ('alice', 'bob')): time.sleep(0.01)\n"
             "session.start()\n"
@@ -150,7 +151,7 @@ def test_two_processes_label_at_once_without_lock_errors_or_shared_pairs(tmp_pat
     results = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [r[1] for r in results]
     got = [json.loads(out) for out, _ in results]
-    assert got[0] and got[1] and not set(got[0]) & set(got[1])
+    assert len(got[0]) >= 80 and len(got[1]) >= 80 and not set(got[0]) & set(got[1])
     with Store(db) as store:
         standing = store.human_labels()
         assert sorted(lb["pair_id"] for lb in standing) == sorted(got[0] + got[1]) == sorted(store.pair_ids("all"))

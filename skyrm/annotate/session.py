@@ -165,8 +165,10 @@ class Session:
         if not self.answers:
             raise AnnotationError("nothing to undo in this session")
         last = self.answers.pop()
-        self.store.withdraw_label(last.label_id, by=self.queue.producer, reason="undo")
+        # Claim before withdrawing: between the two, the standing label or the claim keeps the pair
+        # from another annotator (withdrawing first let one take it in that gap).
         self.queue.take(last.pair_id)
+        self.store.withdraw_label(last.label_id, by=self.queue.producer, reason="undo")
         self.current = self._show(last.pair_id, note=last.note)
         self.finished = ""
         return last

@@ -201,3 +201,14 @@ def test_annotate_help_lists_the_file_commands_with_examples():
         assert run.returncode == 0, run.stderr
         for text in expected:
             assert text in run.stdout, run.stdout
+
+
+def test_db_may_come_before_or_after_the_subcommand(store, pairs, tmp_path):
+    store.close()
+    for n, args in enumerate((["annotate", "--db", store.path, "export"], ["--db", store.path, "annotate", "export"],
+                              ["annotate", "export", "--db", store.path])):
+        out = tmp_path / f"b{n}.jsonl"
+        run = subprocess.run([sys.executable, "-m", "skyrm", *args, "--n", "2", "--to", str(out), "--json"],
+                             capture_output=True, text=True, cwd=tmp_path)
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout)["pairs"] == 2 and len(out.read_text().splitlines()) == 2

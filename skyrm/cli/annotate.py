@@ -34,6 +34,17 @@ ProtocolOption = Annotated[Optional[Path], typer.Option(
     "--protocol", help="A protocol file to show and record instead of the bundled data/protocol.md.")]
 
 
+def _db(ctx: typer.Context, db: str) -> str:
+    """`skyrm annotate --db X export` as well as `skyrm annotate export --db X` (the latter wins)."""
+    parent = ctx.parent
+    own = ctx.get_parameter_source("db")
+    if parent is not None and (own is None or own.name != "COMMANDLINE"):
+        given = parent.get_parameter_source("db")
+        if given is not None and given.name == "COMMANDLINE":
+            return parent.params["db"]
+    return db
+
+
 @annotate_app.callback(invoke_without_command=True)
 def annotate(
     ctx: typer.Context,
@@ -94,6 +105,7 @@ def annotate(
 
 @annotate_app.command("export")
 def export(
+    ctx: typer.Context,
     db: DbOption,
     to: Annotated[Path, typer.Option("--to", help="Output file: .csv, .jsonl, or .ls.json (Label Studio tasks; "
                                      "the labelling config is written beside it as .ls.xml).")],
@@ -111,7 +123,7 @@ def export(
     from skyrm.annotate.protocol import load_protocol
     from skyrm.annotate.roundtrip import export_batch
 
-    summary = export_batch(open_store(db), to, n=n, pool=pool, protocol=load_protocol(protocol))
+    summary = export_batch(open_store(_db(ctx, db)), to, n=n, pool=pool, protocol=load_protocol(protocol))
     if json_:
         print_json(summary.as_dict())
         return
@@ -122,6 +134,7 @@ def export(
 
 @annotate_app.command("import")
 def import_(
+    ctx: typer.Context,
     db: DbOption,
     path: Annotated[Path, typer.Argument(help="A filled export: .csv, .jsonl or a Label Studio .ls.json export.",
                                          show_default=False)],
@@ -141,7 +154,7 @@ def import_(
     from skyrm.annotate.protocol import load_protocol
     from skyrm.annotate.roundtrip import import_batch
 
-    summary = import_batch(open_store(db), path, annotator=annotator, strict=strict, protocol=load_protocol(protocol))
+    summary = import_batch(open_store(_db(ctx, db)), path, annotator=annotator, strict=strict, protocol=load_protocol(protocol))
     if json_:
         print_json(summary.as_dict())
     for error in summary.errors:

@@ -3,14 +3,16 @@
 On pairs from ../shared/data (JudgeBench, RM-Bench chat concise-vs-concise, hh-rlhf
 harmless), for each offline instruct GGUF, in the same run:
 
-  (a) naive: a chat completion per vote, 5 sampled votes alternating the candidate
-      order, a fresh prompt each time (KV cache reset), verdict by majority;
+  (a) naive: a completion per vote of the same rendered chat prompt with the same
+      answer prefill as (b) ("Better answer: "), 5 sampled votes alternating the
+      candidate order, a fresh prompt each time (KV cache reset), verdict by
+      majority; votes that do not parse as 1 or 2 are invalid (their rate is shown);
   (b) skyrm: P("1") vs P("2") read from the next-token logits in both orders,
       averaged, with the KV cache kept across prompts (shared guideline and
       few-shot block, shared conversation between the two orders).
 
-Both see the same prompt text (guideline, the same gold examples from the same
-data set, the target pair). Reported per model and data set: accuracy against the
+Both see the same prompt text, prefill included (guideline, the same gold
+examples from the same data set, the target pair). Reported per model and data set: accuracy against the
 known labels, position consistency (both orders agree), pairs/s, and the ratio
 (b)/(a), and a paired-bootstrap 95% interval on (b) - (a) accuracy over (a)'s pairs;
 plus the "prefer the longer response" baseline. Tiny models are weak
@@ -109,14 +111,15 @@ def naive_vote(judge: LlamaCppJudge, pair: Pair, shots: list[Shot], budget: Budg
     """(correct, consistent or None when an order got no valid vote, valid votes) from sampled votes."""
     llm = judge.llm
     prompts = pairwise_prompts(pair, None, shots, budget)
+    # The text (b) reads its logits after: chat template, then the template's answer prefill.
+    rendered = {o: judge.tokenize(judge.render(prompts.prompts[o])) for o in ORDERS}
     tally: dict[str, Counter] = {o: Counter() for o in ORDERS}
     valid = 0
     for v in range(votes):
         order = ORDERS[(index + v) % 2]
         llm.reset()  # a fresh prompt each time: no KV reuse
-        reply = llm.create_chat_completion(messages=[dict(m) for m in prompts.prompts[order].messages],
-                                           temperature=0.7, max_tokens=8, seed=seed * 1000 + v)
-        answer = parse_choice(reply["choices"][0]["message"]["content"] or "")
+        reply = llm.create_completion(prompt=rendered[order], temperature=0.7, max_tokens=8, seed=seed * 1000 + v)
+        answer = parse_choice(reply["choices"][0]["text"] or "")
         if answer is None:
             continue
         valid += 1
@@ -182,21 +185,23 @@ def render(rows: list[dict[str, Any]]) -> Table:
     """Per model and data set: (a), (b) on the same pairs as (a), (b) on all pairs (its speed:
     the steady state of a labelling run), the length baseline; ratios in wall and CPU time."""
     table = Table(title="judge benchmark: (a) naive 5-vote sampling vs (b) skyrm both-order logprob + prefix reuse")
-    for column in ("model", "dataset", "method", "pairs", "accuracy", "position consistency", "pairs/s",
+    for column in ("model", "dataset", "method", "pairs", "accuracy", "position consistency", "valid votes", "pairs/s",
                    "CPU s/pair", "(b)/(a) wall", "(b)/(a) CPU", "(b)−(a) acc, pts [95% CI]"):
         table.add_column(column)
     for row in rows:
         s, h, a = row["skyrm"], row["skyrm_on_naive_pairs"], row["naive"]
+        valid = f"{a['valid_vote_rate']:.1%}" if "valid_vote_rate" in a else ""
         table.add_row(row["model"], row["dataset"], "(a) naive sampled x5", str(a["pairs"]), f"{a['accuracy']:.3f}",
-                      f"{a['consistency']:.3f}", f"{a['pairs_per_s']:.4f}", f"{a['cpu_s_per_pair']:.1f}", "", "", "")
+                      f"{a['consistency']:.3f}", valid, f"{a['pairs_per_s']:.4f}", f"{a['cpu_s_per_pair']:.1f}", "", "", "")
         ci = row.get("accuracy_delta_ci")  # absent in files written before it was recorded
         delta = f"{100 * (h['accuracy'] - a['accuracy']):+.1f} [{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else ""
         table.add_row("", "", "(b) skyrm, (a)'s pairs", str(h["pairs"]), f"{h['accuracy']:.3f}",
-                      f"{h['consistency']:.3f}", "", "", "", "", delta)
+                      f"{h['consistency']:.3f}", "", "", "", "", "", delta)
         table.add_row("", "", "(b) skyrm, all pairs", str(s["pairs"]), f"{s['accuracy']:.3f}",
-                      f"{s['consistency']:.3f}", f"{s['pairs_per_s']:.4f}", f"{s['cpu_s_per_pair']:.1f}",
+                      f"{s['consistency']:.3f}", "", f"{s['pairs_per_s']:.4f}", f"{s['cpu_s_per_pair']:.1f}",
                       f"{row['speedup']:.1f}x", f"{row['speedup_cpu']:.1f}x", "")
-        table.add_row("", "", "prefer longer", str(row["n"]), f"{row['longer_baseline']:.3f}", "", "", "", "", "", "")
+        table.add_row("", "", "prefer longer", str(row["n"]), f"{row['longer_baseline']:.3f}", "", "", "", "", "", "",
+                      "")
     return table
 
 

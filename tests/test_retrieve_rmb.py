@@ -20,7 +20,9 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-POOL_FILES = ["Helpfulness/Chat/Supportive Conversation.json", "Helpfulness/Code/Documentation.json"]
+# Short pairs (median 0.9-2.4k characters) keep the judge's prompts small on a CPU.
+POOL_FILES = ["Helpfulness/Classification/Content Categorization.json",
+              "Helpfulness/Reasoning/Pattern Recognition.json", "Helpfulness/Rewrite/Paraphrasing.json"]
 GOLD_FILE = "Helpfulness/Rewrite/Textual ExpansionReduction.json"
 K_MAX = 4
 
@@ -117,8 +119,8 @@ def test_judge_labels_retrieved_pairs_with_the_nearest_gold_examples(rmb_store):
     _skyrm("retrieve", "--model", str(rm), "--k-max", str(K_MAX), "--round", "3", db=db)
     shots = 2
     summary = _json(_skyrm("judge", "--judge", "llamacpp:smollm2?n_ctx=8192&threads=2", "--pool", "retrieved:3",
-                           "--limit", "2", "--shots", str(shots), "--round", "3", "--json", db=db))
-    assert summary["labelled"] == 2, summary
+                           "--limit", "1", "--shots", str(shots), "--round", "3", "--json", db=db))
+    assert summary["labelled"] == 1, summary
     with sqlite3.connect(db) as conn:
         labelled = conn.execute("SELECT pair_id, detail FROM labels WHERE kind = 'llm' AND round = 3").fetchall()
         gold = [r[0] for r in conn.execute("SELECT pair_id FROM labels WHERE kind = 'human' ORDER BY pair_id")]
@@ -138,4 +140,4 @@ def test_judge_labels_retrieved_pairs_with_the_nearest_gold_examples(rmb_store):
 
     with Store(db) as store:
         left = resolve_targets(store, "retrieved:3")
-        assert len(left) == len(recorded) - 2 and not {pid for pid, _ in labelled} & set(left)
+        assert len(left) == len(recorded) - 1 and not {pid for pid, _ in labelled} & set(left)

@@ -16,6 +16,7 @@ from typing import Any
 
 from skyrm import demo_data
 from skyrm.ingest import import_file
+from skyrm.runs import StepLog
 from skyrm.store import Store
 
 Progress = Callable[[int, "int | None", str], None]
@@ -43,34 +44,25 @@ def prepare_files(workdir: Path) -> tuple[Path, Path]:
     return gold, pool
 
 
-def _step(store: Store, name: str, report: dict[str, Any], action: Callable[[], dict[str, Any]], *,
+def _step(steps: StepLog, name: str, report: dict[str, Any], action: Callable[[], dict[str, Any]], *,
           still_valid: Callable[[], bool] = lambda: True) -> None:
-    """Run one demo step once per store; a finished step is reused on the next run.
-
-    A step that finished before (recorded in ``steps`` as ``demo:NAME``) is reported
-    from that record, so ``skyrm demo`` run again continues where it stopped. A step
-    whose optional parts are not installed is reported as skipped, not fatal, and is
-    tried again next time.
-    """
-    key = f"demo:{name}"
-    previous = store.step_status(key)
-    if previous and previous["status"] == "done" and still_valid():
-        report[name] = {**previous["detail"], "state": "done in an earlier run (reused)"}
-        return
-    store.set_step(key, "running")
+    """Run one demo step once per store (``StepLog``): a finished step is reused on the next run,
+    so ``skyrm demo`` run again continues where it stopped. A step whose optional parts are not
+    installed is reported as skipped, not fatal, and is tried again next time."""
     try:
-        result = action()
+        result = steps.run(name, action, still_valid=still_valid)
     except ModuleNotFoundError as exc:
         report[name] = {"skipped": f"needs the '{exc.name}' package (pip install -e '.[models]')"}
-        store.set_step(key, "skipped", report[name])
+        steps.store.set_step(steps.key(name), "skipped", report[name])
         return
-    store.set_step(key, "done", result)
+    if result.pop("reused", False):
+        result["state"] = "done in an earlier run (reused)"
     report[name] = result
 
 
 def demo_state(store: Store) -> str:
     """What a run of the demo on this store will do: start, continue, or reuse a finished demo."""
-    states = [store.step_status(f"demo:{name}") for name in STEPS]
+    states = [store.step_status(StepLog(store, "demo").key(name)) for name in STEPS]
     if all(state is None for state in states):
         return "fresh store: running every step"
     if all(state is not None and state["status"] == "done" for state in states):
@@ -97,6 +89,7 @@ def run_demo(store: Store, workdir: Path, *, judge_pairs: int = 6,
 
     report: dict[str, Any] = {"demo": {"state": demo_state(store), "store": store.path,
                                        "workdir": str(workdir)}}
+    steps = StepLog(store, "demo")
     gold_file, pool_file = prepare_files(workdir)  # deterministic: rewriting gives the same files
 
     def import_() -> dict[str, Any]:
@@ -159,13 +152,13 @@ def run_demo(store: Store, workdir: Path, *, judge_pairs: int = 6,
         count = export_pairs(store, out, pool="demo-pool", shape="trl")
         return {"pool exported": count, "file": str(out)}
 
-    _step(store, "import", report, import_)
+    _step(steps, "import", report, import_)
     trained = lambda: (rm_dir / "best").is_dir()  # noqa: E731 - a finished step whose files were deleted runs again
-    _step(store, "train", report, train, still_valid=trained)
+    _step(steps, "train", report, train, still_valid=trained)
     if report["train"].get("skipped") is None:
-        _step(store, "score", report, score, still_valid=trained)
-        _step(store, "eval", report, evaluate, still_valid=trained)
-    _step(store, "judge", report, judge)
-    _step(store, "export", report, export, still_valid=lambda: (workdir / "demo_pool_trl.jsonl").exists())
+        _step(steps, "score", report, score, still_valid=trained)
+        _step(steps, "eval", report, evaluate, still_valid=trained)
+    _step(steps, "judge", report, judge)
+    _step(steps, "export", report, export, still_valid=lambda: (workdir / "demo_pool_trl.jsonl").exists())
     report["status"] = store.summary()["pools"]
     return report

@@ -55,3 +55,39 @@ def tracked_run(store: Store, kind: str, config: dict[str, Any], *, name: str = 
         store.finish_run(run.id, status="failed", metrics=run.metrics, path=run.path)
         raise
     store.finish_run(run.id, status="done", metrics=run.metrics, path=run.path)
+
+
+class StepLog:
+    """Resumable steps of a long pipeline (curation, the demo), recorded in the store's ``steps`` table.
+
+    ``run(name, action)`` runs ``action`` once per store: a step that finished is not run
+    again, its recorded result is returned (with ``"reused": True``), so the same command
+    after a kill continues at the first unfinished step. A step still marked 'running'
+    was cut short and runs again; each action must therefore be safe to repeat (the
+    library's commands are: labels have dedup keys, imports checkpoint, caches hit).
+    """
+
+    def __init__(self, store: Store, prefix: str):
+        self.store = store
+        self.prefix = prefix
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}:{name}"
+
+    def status(self, name: str) -> str | None:
+        state = self.store.step_status(self.key(name))
+        return state["status"] if state else None
+
+    def result(self, name: str) -> dict[str, Any] | None:
+        state = self.store.step_status(self.key(name))
+        return state["detail"] if state and state["status"] == "done" else None
+
+    def run(self, name: str, action: Callable[[], dict[str, Any]], *,
+            still_valid: Callable[[], bool] = lambda: True) -> dict[str, Any]:
+        previous = self.result(name)
+        if previous is not None and still_valid():
+            return {**previous, "reused": True}
+        self.store.set_step(self.key(name), "running")
+        result = action()
+        self.store.set_step(self.key(name), "done", result)
+        return result

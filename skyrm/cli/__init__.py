@@ -17,7 +17,7 @@ from skyrm.errors import SkyrmError
 from skyrm.cli import data as _data  # noqa: E402,F401
 
 for _optional in ("skyrm.cli.rm", "skyrm.cli.judge", "skyrm.cli.evaluate", "skyrm.cli.demo",
-                  "skyrm.cli.retrieve", "skyrm.cli.annotate"):
+                  "skyrm.cli.retrieve", "skyrm.cli.annotate", "skyrm.cli.curate"):
     try:
         __import__(_optional)
     except ModuleNotFoundError as _exc:  # an area not built yet must not break the others

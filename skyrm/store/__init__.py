@@ -26,7 +26,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from skyrm.errors import StoreError
-from skyrm.records import POOLS, Attributes, Label, Pair, canonical_json
+from skyrm.records import POOLS, Attributes, Label, Pair, canonical_json, content_hash
 from skyrm.selection import ALL, TRAINABLE, parse_selection, unknown_choice_error
 from skyrm.store.migrations import migrations
 
@@ -199,9 +199,11 @@ class Store:
     def _pool_where(self, pool: str | None, source: str | None, split: str | None) -> tuple[str, list]:
         where, params = [], []
         # Parsed in one place (skyrm.selection); anything not a pool names a source, which must exist.
-        choice = parse_selection(pool, ids=False) if pool is not None else None
+        choice = parse_selection(pool) if pool is not None else None
         if choice is None or choice.kind == ALL:
             pass
+        elif choice.kind == "ids":
+            where.append(f"p.id IN (SELECT id FROM temp.{self._id_table(choice.ids)})")
         elif choice.kind == TRAINABLE:
             where.append("s.verdict IN ('chosen', 'rejected')")
         elif choice.kind == "pool":
@@ -217,6 +219,16 @@ class Store:
             where.append("p.split = ?")
             params.append(split)
         return (" WHERE " + " AND ".join(where)) if where else "", params
+
+    def _id_table(self, ids: Sequence[str]) -> str:
+        """A temporary table holding these pair ids (a list or a file of any length selects by join,
+        not by an IN list of parameters); the same ids reuse the same table."""
+        name = "selected_" + content_hash(list(ids), 12)
+        exists = self._query("SELECT 1 FROM temp.sqlite_master WHERE name = ?", [name])
+        if not exists:
+            self.db.conn.execute(f"CREATE TEMP TABLE {name} (id TEXT PRIMARY KEY)")
+            self.db.conn.executemany(f"INSERT OR IGNORE INTO temp.{name} VALUES (?)", ((i,) for i in ids))
+        return name
 
     def iter_pairs(self, pool: str | None = None, *, source: str | None = None,
                    split: str | None = None, oriented: bool = True, limit: int | None = None,
@@ -324,6 +336,13 @@ class Store:
             params.append(kind)
         return [Label(*row[:8], detail=json.loads(row[8])) for row in self._query(sql + " ORDER BY id", params)]
 
+    def latest_labels(self, pair_ids: Iterable[str], kind: str) -> dict[str, Label]:
+        """The newest label of one kind on each of these pairs (pairs without one are absent)."""
+        rows = self._query_in(
+            'SELECT pair_id, kind, producer, verdict, confidence, prompt_version, "order", round, detail, MAX(id) '
+            "FROM labels WHERE kind = ? AND pair_id IN ({marks}) GROUP BY pair_id", pair_ids, [kind])
+        return {row[0]: Label(*row[:8], detail=json.loads(row[8])) for row in rows}
+
     def has_label_keys(self, keys: Iterable[str]) -> set[str]:
         """Which of these dedup keys are already stored (to skip finished work on resume)."""
         return {r[0] for r in self._query_in("SELECT dedup_key FROM labels WHERE dedup_key IN ({marks})", keys)}
@@ -395,6 +414,16 @@ class Store:
         with self.transaction():
             self.db.conn.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?)",
                                      ((run_id, *row) for row in rows))
+
+    def pairs_scored_at_most(self, run_id: int, p: float) -> list[str]:
+        """Pairs of a scoring run whose p is at most ``p`` (the ones the model disagrees with)."""
+        return [r[0] for r in self._query("SELECT pair_id FROM scores WHERE run_id = ? AND p <= ? ORDER BY pair_id",
+                                          [run_id, p])]
+
+    def scores_of(self, run_id: int, pair_ids: Iterable[str]) -> dict[str, float]:
+        """p of these pairs in one scoring run (a chunk at a time: memory bounded by the caller's chunk)."""
+        return {r[0]: r[1] for r in self._query_in(
+            "SELECT pair_id, p FROM scores WHERE run_id = ? AND pair_id IN ({marks})", pair_ids, [run_id])}
 
     def scores_for(self, run_id: int) -> dict[str, tuple[float, float, float]]:
         return {r[0]: (r[1], r[2], r[3]) for r in self._query(

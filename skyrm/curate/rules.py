@@ -1,0 +1,57 @@
+"""The decisions curation makes, as pure functions with hand-checked tests.
+
+- ``stage2_decision``: METHOD.md Stage 2 step 2, keep a pair's original label only
+  when the gold RM agrees with it **and** either the judges or the best RM do;
+  otherwise discard it, or, with ``recycle="flip"``, keep it flipped (step 3).
+- ``human_reason``: why a judged pair needs a human (Stage 1 step 3), or None.
+- ``judge_accuracy``: a judge's verdicts on gold pairs against the human labels.
+Deliberately not here: reading or writing the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from skyrm.records import Label
+
+
+def stage2_decision(gold_agrees: bool | None, judges_agree: bool | None, best_agrees: bool | None,
+                    recycle: str = "drop") -> tuple[str, str]:
+    """The verdict of the pair's rule label (relative to its stored orientation) and why.
+
+    Each argument says whether that signal agrees with the original label: True, False,
+    or None when it has no opinion (the judges did not label the pair, or tied). Returns
+    ``("chosen", ...)`` to keep the label, ``("skip", ...)`` to discard the pair, or
+    ``("rejected", ...)`` to keep it flipped when ``recycle == "flip"``.
+    """
+    second = judges_agree is True or best_agrees is True
+    if gold_agrees is True and second:
+        return "chosen", "gold RM and " + ("judges" if judges_agree is True else "best RM") + " agree"
+    if gold_agrees is not True:
+        reason = "gold RM disagrees" if gold_agrees is False else "gold RM has no score"
+    else:
+        reason = "gold RM agrees but neither the judges nor the best RM do"
+    return ("rejected", reason + "; recycled by flipping") if recycle == "flip" else ("skip", reason)
+
+
+def human_reason(label: Label, low_confidence: float, objective_hint: bool = False) -> str | None:
+    """Why a judge's label should go to a human: the two orders or the judges disagree, the
+    confidence is near 0.5, or the pair is objective and has pre-verification hints."""
+    if label.detail.get("contested"):
+        return "judges split" if label.producer.startswith("merge:") else "orders disagree"
+    if label.confidence is not None and abs(label.confidence - 0.5) < low_confidence:
+        return "low confidence"
+    if label.verdict == "tie":
+        return "tie"
+    if objective_hint:
+        return "objective, pre-verified"
+    return None
+
+
+def judge_accuracy(verdicts: Mapping[str, str], truth: Mapping[str, str]) -> tuple[float | None, int]:
+    """Share of gold pairs whose judge verdict equals the human one (a tie counts as wrong), and n."""
+    judged = [pid for pid in truth if pid in verdicts]
+    if not judged:
+        return None, 0
+    right = sum(1 for pid in judged if verdicts[pid] == truth[pid])
+    return right / len(judged), len(judged)

@@ -139,6 +139,8 @@ def _iter_jsonl(path: Path, keep: Callable[[int], bool] | None = None) -> Iterat
                 except json.JSONDecodeError as exc:
                     yield Record(number, number, None, None, f"invalid JSON ({exc.msg} at column {exc.colno})",
                                  text)
+                except RecursionError:  # a row nested thousands deep: bad, not fatal for the file
+                    yield Record(number, number, None, None, TOO_DEEP, text[:2000])
     except (OSError, EOFError, zlib.error) as exc:  # truncated or not really gzip, or an I/O error
         after = f" after line {number}" if number else ""
         raise InputError(f"cannot read the file{after} ({exc})", path=display_path(path)) from exc
@@ -185,6 +187,8 @@ def _iter_json_array(path: Path, chunk_chars: int = 1 << 20) -> Iterator[Record]
                 yield Record(1, line, None, json.loads(text), None, text)
             except json.JSONDecodeError as exc:
                 yield Record(1, line, None, None, f"invalid JSON ({exc.msg})", text[:2000])
+            except RecursionError:
+                yield Record(1, line, None, None, TOO_DEEP, text[:2000])
             return
         if buffer[pos] != "[":
             raise InputError("not a JSON array or object", path=str(path), line=line)
@@ -208,12 +212,18 @@ def _iter_json_array(path: Path, chunk_chars: int = 1 << 20) -> Iterator[Record]
                         continue
                     raise InputError(f"invalid JSON in element {index} ({exc.msg})", path=str(path),
                                      line=line + buffer.count("\n", pos, exc.pos)) from exc
+                except RecursionError as exc:
+                    raise InputError(f"element {index}: {TOO_DEEP}; the elements before it are read",
+                                     path=str(path), line=line) from exc
             raw = buffer[pos:end]
             start_line = line
             line += raw.count("\n")
             pos = end
             yield Record(index + 1, start_line, index, value, None, raw)
             index += 1
+
+
+TOO_DEEP = "nested too deeply to parse"
 
 
 def _iter_parquet(path: Path) -> Iterator[Record]:
@@ -228,7 +238,11 @@ def _iter_parquet(path: Path) -> Iterator[Record]:
             tmp_name = source = dst.name
     try:
         number = 0
-        for batch in pq.ParquetFile(source).iter_batches(batch_size=1024):
+        try:
+            parquet = pq.ParquetFile(source)
+        except Exception as exc:  # pyarrow raises ArrowInvalid and others for a file that is not Parquet
+            raise InputError(f"not a readable Parquet file ({str(exc).splitlines()[0]})", path=str(path)) from exc
+        for batch in parquet.iter_batches(batch_size=1024):
             for row in batch.to_pylist():
                 number += 1
                 yield Record(number, number, None, row, None, "")
@@ -349,6 +363,9 @@ def parse_hf(row: dict[str, Any], source: str) -> list[Pair]:
     rejected_all = _messages(_require(row, "rejected"), "rejected")
     history, chosen = _split_conversation(chosen_all, "chosen")
     history_r, rejected = _split_conversation(rejected_all, "rejected")
+    for field, messages in (("chosen", chosen), ("rejected", rejected)):
+        if not messages_text(messages).strip():
+            raise RowError(field, "is empty")
     if history != history_r:
         raise RowError("rejected", "history differs from the chosen side's history")
     if "prompt" in row and row["prompt"] is not None and not history:

@@ -255,8 +255,8 @@ def label_pairs(store: Store, config: JudgeConfig, *, judges: Sequence[Judge] | 
     template = load_template(config.template)
     prompt_version = template.prompt_version
     summary = JudgeSummary()
-    target_ids = resolve_targets(store, config.pool, config.limit)
-    summary.targets = len(target_ids)
+    # --limit counts pairs still to label, so repeating a limited run makes progress
+    target_ids = resolve_targets(store, config.pool, None)
     owned = judges is None
     loaded = list(judges) if judges is not None else [load_judge(spec) for spec in config.judges]
     runners = [_JudgeRunner(store, judge, config, prompt_version) for judge in loaded]
@@ -272,6 +272,9 @@ def label_pairs(store: Store, config: JudgeConfig, *, judges: Sequence[Judge] | 
     done = store.has_label_keys(final_keys.values())
     pending = [pid for pid in target_ids if final_keys[pid] not in done]
     summary.already_done = len(target_ids) - len(pending)
+    if config.limit is not None:
+        pending = pending[:config.limit]
+    summary.targets = summary.already_done + len(pending)
 
     run_config = {**asdict(config), "prompt_version": prompt_version, "producers": producers,
                   "fingerprints": [j.fingerprint for j in loaded], "runtimes": summary.runtimes}

@@ -184,7 +184,8 @@ def _train_loop(store: Store, config: TrainConfig, rt: Runtime, source: ModelSou
             began = time.perf_counter()
             state = {"step": step, "epoch": epoch, "micro": micro, "history": history, "best": best,
                      "run_id": run_id, "data_fingerprint": data_fp, "total_steps": total_steps,
-                     "batch_size": config.batch_size, "grad_accum": config.grad_accum}
+                     "batch_size": config.batch_size, "grad_accum": config.grad_accum,
+                     "losses": losses[-50:]}  # the running loss continues after a resume
 
             meta = dict(meta_base, step=step, trainer_state=state)
             save_checkpoint(model, tokenizer, out / "last", method=config.method, meta=meta,
@@ -208,7 +209,7 @@ def _train_loop(store: Store, config: TrainConfig, rt: Runtime, source: ModelSou
                                     meta=dict(meta_base, step=step, eval=metrics))
             overhead[0] += time.perf_counter() - began
 
-        losses: list[float] = []
+        losses: list[float] = list(resume_state.get("losses", [])) if resume_state else []
 
         def running_loss() -> float | None:
             return sum(losses[-50:]) / len(losses[-50:]) if losses else None

@@ -209,6 +209,8 @@ def test_kill_9_at_several_points_ends_with_the_same_pools(tmp_path):
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     reference = _pools(reference_db)
+    # Stage 2's decisions reached the file (another process reads them): every pool pair is decided
+    assert sum(1 for v in reference.values() if v.split(":")[0] in ("curated", "discarded")) == 90
 
     killed_db, command = fresh("killed")
     kills = 0

@@ -42,3 +42,21 @@ def test_hf_rows_with_an_empty_response_are_quarantined(store, tmp_path):
     summary = import_file(store, path, source="hf")
     assert (summary.pairs_new, summary.bad_rows) == (1, 1)
     assert store.quarantined("hf")[0]["field"] == "chosen"
+
+
+def test_selecting_by_an_id_file_leaves_later_writes_committed(store, tmp_path):
+    """The id-file selection fills a temporary table; it must not leave a transaction open that would
+    keep every later write of this connection from reaching the file."""
+    import sqlite3
+
+    from skyrm.records import Label, Pair
+
+    pairs = [Pair([{"role": "user", "content": f"q{i}"}], [{"role": "assistant", "content": "a"}],
+                  [{"role": "assistant", "content": "b"}], source="s") for i in range(3)]
+    store.add_pairs(pairs)
+    ids = tmp_path / "ids.txt"
+    ids.write_text(pairs[0].id + "\n" + pairs[1].id + "\n")
+    assert store.count_pairs(str(ids)) == 2
+    store.add_labels([Label(pairs[0].id, "rule", "curate:test", "chosen")])
+    with sqlite3.connect(store.path) as other:  # another connection sees it: it was committed
+        assert other.execute("SELECT COUNT(*) FROM labels WHERE producer = 'curate:test'").fetchone()[0] == 1

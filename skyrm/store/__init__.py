@@ -225,9 +225,10 @@ class Store:
         not by an IN list of parameters); the same ids reuse the same table."""
         name = "selected_" + content_hash(list(ids), 12)
         exists = self._query("SELECT 1 FROM temp.sqlite_master WHERE name = ?", [name])
-        if not exists:
-            self.db.conn.execute(f"CREATE TEMP TABLE {name} (id TEXT PRIMARY KEY)")
-            self.db.conn.executemany(f"INSERT OR IGNORE INTO temp.{name} VALUES (?)", ((i,) for i in ids))
+        if not exists:  # in a transaction of its own: an implicit one left open would swallow later commits
+            with self.transaction():
+                self.db.conn.execute(f"CREATE TEMP TABLE {name} (id TEXT PRIMARY KEY)")
+                self.db.conn.executemany(f"INSERT OR IGNORE INTO temp.{name} VALUES (?)", ((i,) for i in ids))
         return name
 
     def iter_pairs(self, pool: str | None = None, *, source: str | None = None,

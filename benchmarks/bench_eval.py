@@ -3,17 +3,23 @@
 The peer does what reward-bench's pipeline scripts (and RM-Bench's and RMB's,
 which follow them) do: every example's responses are scored as the benchmark
 lays them out (no sharing between examples), chosen and rejected sides in
-separate passes, in file order, each batch padded to the max length, with
+separate passes, in file order (unsorted), each batch padded to its own
+longest sequence (reward-bench's pipeline is called with ``padding=True``;
+``--peer-padding max_length`` pads every batch to the max length instead), with
 right truncation. The text and the reward read are skyrm's own (same
 rendering, same token ids, same head), so only batching differs and the
 rewards of items that fit must agree. skyrm scores each distinct
 (history, response) once, in length-sorted batches with dynamic padding.
 
+Both scorers are warmed up on a few examples first, then timed ``--repeat``
+times in alternating order; the reported times are medians and the speedup is
+the median of the per-round ratios.
+
 Also checked: the benchmark figures are identical for batch sizes 1, 8 and 32.
 Target: skyrm >= 3x the peer's throughput (benchmark files per second).
 
     python benchmarks/bench_eval.py [--model minilm] [--max-length 512] [--bench NAME[@LIMIT]=PATH ...]
-                                    [--batch-size 16] [--json out.json]
+                                    [--batch-size 16] [--repeat 3] [--limit N] [--json out.json]
 
 ``NAME@LIMIT=PATH`` keeps the first LIMIT examples of each file of that benchmark.
 """
@@ -24,6 +30,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -71,8 +78,10 @@ def sides(task: str, example) -> tuple[list, list]:
     return items[:1], items[1:]
 
 
-def peer_rewards(model, items, *, batch_size: int, max_length: int) -> tuple[list[float], int]:
-    """Reward-bench style: file order, every batch padded to max_length, truncation from the right."""
+def peer_rewards(model, items, *, batch_size: int, max_length: int,
+                 padding: str = "longest") -> tuple[list[float], int]:
+    """Reward-bench style: file order, each batch padded to its longest sequence (or, with
+    ``padding="max_length"``, to max_length), truncation from the right."""
     import torch
 
     rewards: list[float] = []
@@ -84,12 +93,13 @@ def peer_rewards(model, items, *, batch_size: int, max_length: int) -> tuple[lis
             batch = items[start:start + batch_size]
             ids = model.renderer.ids_many([model.renderer.text([*h, *r]) for h, r in batch])
             ids = [row[:max_length] for row in ids]
-            input_ids = torch.full((len(ids), max_length), pad, dtype=torch.long)
-            mask = torch.zeros((len(ids), max_length), dtype=torch.long)
+            width = max_length if padding == "max_length" else max(len(row) for row in ids)
+            input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(ids), width), dtype=torch.long)
             for i, row in enumerate(ids):
                 if left:
-                    input_ids[i, max_length - len(row):] = torch.tensor(row)
-                    mask[i, max_length - len(row):] = 1
+                    input_ids[i, width - len(row):] = torch.tensor(row)
+                    mask[i, width - len(row):] = 1
                 else:
                     input_ids[i, :len(row)] = torch.tensor(row)
                     mask[i, :len(row)] = 1
@@ -105,11 +115,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--bench", action="append", default=None,
                         help="NAME[@LIMIT]=PATH (default: RM-Bench, JudgeBench and three RMB categories)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="first N examples of each file of the default benchmarks (a shorter run)")
     parser.add_argument("--invariance", default="1,8,32", help="batch sizes whose figures must be identical ('' to skip)")
     parser.add_argument("--invariance-limit", type=int, default=40,
                         help="first N examples of each benchmark for the batch-size check (0: all)")
     parser.add_argument("--shared-prefix", choices=["on", "off"], default="off",
                         help="skyrm eval runs a history shared by several responses once (decoders)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed rounds per scorer, alternating the order")
+    parser.add_argument("--peer-padding", choices=["longest", "max_length"], default="longest",
+                        help="longest: each batch to its longest sequence, as reward-bench (default)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -123,8 +138,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_eval_"))
     try:
         specs = [parse_spec(s) for s in args.bench] if args.bench else [
-            ("rm-bench", None, str(SHARED / "rm-bench")), ("judgebench", None, str(SHARED / "judgebench")),
-            ("rmb", None, str(rmb_subset(tmp / "rmb")))]
+            ("rm-bench", args.limit, str(SHARED / "rm-bench")), ("judgebench", args.limit, str(SHARED / "judgebench")),
+            ("rmb", args.limit, str(rmb_subset(tmp / "rmb")))]
         loaded = [load_benchmark(name, path, limit=limit) for name, limit, path in specs]
         model = load_reward_model(args.model, max_length=args.max_length)
         skyrm_model = model if args.shared_prefix == "off" else load_reward_model(
@@ -138,10 +153,13 @@ def main() -> None:
                 c, r = sides(bench.name, example)
                 chosen += c
                 rejected += r
-        start = time.perf_counter()
-        peer_c, tokens_c = peer_rewards(model, chosen, batch_size=args.batch_size, max_length=args.max_length)
-        peer_r, tokens_r = peer_rewards(model, rejected, batch_size=args.batch_size, max_length=args.max_length)
-        peer_s = time.perf_counter() - start
+
+        def run_peer(c_items, r_items):
+            peer_c, tokens_c = peer_rewards(model, c_items, batch_size=args.batch_size, max_length=args.max_length,
+                                            padding=args.peer_padding)
+            peer_r, tokens_r = peer_rewards(model, r_items, batch_size=args.batch_size, max_length=args.max_length,
+                                            padding=args.peer_padding)
+            return peer_c, peer_r, tokens_c + tokens_r
 
         # --- skyrm eval: distinct items once, length-sorted batches, dynamic padding (no cache: a fresh run)
         calls: list[int] = []
@@ -150,9 +168,30 @@ def main() -> None:
             calls.append(len(items))
             return score_items(None, skyrm_model, items, batch_size=args.batch_size)
 
-        start = time.perf_counter()
-        result = evaluate(loaded, scorer, config)
-        skyrm_s = time.perf_counter() - start
+        # Warm both (first-call allocations, thread pools) on a few examples of each benchmark, then time
+        # them in alternating order: this machine is shared and noisy, so medians are reported.
+        warm = [type(b)(b.name, b.path, b.examples[:4], b.notes) for b in loaded]
+        evaluate(warm, lambda items, p=None: score_items(None, skyrm_model, items, batch_size=args.batch_size),
+                 EvalConfig(benches=config.benches, batch_size=args.batch_size))
+        run_peer(chosen[:2 * args.batch_size], rejected[:2 * args.batch_size])
+        # Process CPU seconds (all threads) too: they swing much less than wall time with other load.
+        peer_times, skyrm_times, peer_cpu, skyrm_cpu = [], [], [], []
+        for round_ in range(max(1, args.repeat)):
+            for side in (("peer", "skyrm") if round_ % 2 == 0 else ("skyrm", "peer")):
+                start, cpu = time.perf_counter(), time.process_time()
+                if side == "peer":
+                    peer_c, peer_r, peer_tokens = run_peer(chosen, rejected)
+                    peer_times.append(time.perf_counter() - start)
+                    peer_cpu.append(time.process_time() - cpu)
+                else:
+                    calls.clear()
+                    result = evaluate(loaded, scorer, config)
+                    skyrm_times.append(time.perf_counter() - start)
+                    skyrm_cpu.append(time.process_time() - cpu)
+        peer_s, skyrm_s = statistics.median(peer_times), statistics.median(skyrm_times)
+        ratios = [p / s for p, s in zip(peer_times, skyrm_times)]
+        speedup = statistics.median(ratios)
+        speedup_cpu = statistics.median(p / s for p, s in zip(peer_cpu, skyrm_cpu))
         distinct = result["distinct_items"]
 
         # --- agreement: the same item's reward from both scorers (items that fit in max_length)
@@ -214,9 +253,12 @@ def main() -> None:
              for b in loaded}
     report = {
         "model": args.model, "max_length": args.max_length, "batch_size": args.batch_size, "benchmarks": files,
-        "peer": {"sequences": peer_items, "tokens": tokens_c + tokens_r, "seconds": peer_s},
-        "skyrm": {"sequences": distinct, "scoring_calls": calls, "seconds": skyrm_s},
-        "speedup": peer_s / skyrm_s,
+        "peer_padding": args.peer_padding, "repeat": len(ratios),
+        "peer": {"sequences": peer_items, "tokens": peer_tokens, "seconds": peer_s, "times": peer_times,
+                 "cpu_times": peer_cpu},
+        "skyrm": {"sequences": distinct, "scoring_calls": calls, "seconds": skyrm_s, "times": skyrm_times,
+                  "cpu_times": skyrm_cpu},
+        "speedup": speedup, "speedups": ratios, "speedup_cpu": speedup_cpu,
         "reward_agreement": {"items_compared": len(diffs), "max_abs_diff": max(diffs) if diffs else None},
         "figures": figure_rows, "batch_size_invariance": invariance,
     }
@@ -225,12 +267,15 @@ def main() -> None:
     for key, f in files.items():
         table.add_row(key, str(f["examples"]), str(f["items"]), str(f["distinct"]))
     console.print(table)
-    table = Table("scorer", "sequences run", "seconds", "benchmark responses / s", "vs peer",
-                  title=f"{args.model}, max length {args.max_length}, batch {args.batch_size}", title_justify="left")
+    table = Table("scorer", "sequences run", "seconds (median)", "benchmark responses / s", "vs peer (median ratio)",
+                  "vs peer, CPU time",
+                  title=f"{args.model}, max length {args.max_length}, batch {args.batch_size}, peer padding "
+                        f"{args.peer_padding}, {len(ratios)} alternating rounds", title_justify="left")
     total = sum(f["items"] for f in files.values())
-    table.add_row("reward-bench style (peer)", str(peer_items), f"{peer_s:.1f}", f"{total / peer_s:.1f}", "1.00x")
+    table.add_row("reward-bench style (peer)", str(peer_items), f"{peer_s:.1f}", f"{total / peer_s:.1f}", "1.00x",
+                  "1.00x")
     table.add_row("skyrm eval", str(distinct), f"{skyrm_s:.1f}", f"{total / skyrm_s:.1f}",
-                  f"[bold]{peer_s / skyrm_s:.2f}x[/bold]")
+                  f"[bold]{speedup:.2f}x[/bold]", f"{speedup_cpu:.2f}x")
     console.print(table)
     console.print(f"rewards of the {len(diffs)} peer items that fit in {args.max_length} tokens: max |difference| "
                   f"{report['reward_agreement']['max_abs_diff']:.2e}")

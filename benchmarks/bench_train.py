@@ -16,6 +16,16 @@ and one epoch. TRL runs twice:
   dropout off, the same warm-up and linear schedule), so the remaining
   difference is the loop itself (length-grouped batches, one forward per pair).
 
+Both sides are timed over the same two spans. *Loop*: the optimizer steps
+only -- skyrm's ``train_seconds`` (its loop less its evaluation and checkpoint
+saving) and, for TRL, ``on_train_begin`` to ``on_train_end`` (its loop, after
+the dataloader and optimizer are built); pairs/s, tokens/s and the speed ratio
+use it. *Wall*: from the worker's start (before the trainer's imports) to the
+trained model saved -- skyrm's store, encoding, loop, evaluation and
+checkpoints; TRL's dataset, trainer set-up, ``train()`` and ``save_model()``;
+the wall ratio uses it. With ``--repeat`` the trainers run that many times in
+alternating order and each figure is the median.
+
 Each trainer runs in its own process (peak RSS is per process); held-out
 accuracy is computed for all with the same function on the same ids, and the
 accuracy difference gets a paired-bootstrap 95% interval over the held-out
@@ -27,7 +37,7 @@ table of bench_score.py follows (target >= 3x).
 
     python benchmarks/bench_train.py [--pairs 512] [--eval-pairs 128] [--backbone minilm --backbone smollm2]
                                      [--method full --method lora] [--max-length 256] [--json out.json]
-                                     [--trl defaults --trl matched]
+                                     [--trl defaults --trl matched] [--repeat 1]
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -85,7 +96,7 @@ def prepare(backbone: str, n_train: int, n_eval: int, max_length: int, seed: int
 
 
 # ------------------------------------------------------------ workers
-def worker_skyrm(data: dict[str, Any], method: str, batch_size: int, seed: int) -> dict[str, Any]:
+def worker_skyrm(data: dict[str, Any], method: str, batch_size: int, seed: int, start: float) -> dict[str, Any]:
     from skyrm.records import Pair
     from skyrm.rm.config import load_config
     from skyrm.rm.train import train_reward_model
@@ -99,7 +110,6 @@ def worker_skyrm(data: dict[str, Any], method: str, batch_size: int, seed: int) 
         cfg = load_config(None, base=data["backbone"], method=method, pool="train", eval_pool="eval",
                           max_length=data["max_length"], batch_size=batch_size, epochs=1, lr=LR[method],
                           eval_every=0, precision="fp32", seed=seed, device="cpu", out=str(Path(tmp) / "run"))
-        start = time.perf_counter()
         result = train_reward_model(store, cfg)
         wall = time.perf_counter() - start
         from skyrm.rm.score import load_reward_model
@@ -107,7 +117,9 @@ def worker_skyrm(data: dict[str, Any], method: str, batch_size: int, seed: int) 
         trained = load_reward_model(str(Path(tmp) / "run" / "last"), device="cpu")
         correct = held_out_correct(trained.reader, data, trained.tokenizer.pad_token_id, batch_size)
     return {"pairs": result["train_pairs"], "train_seconds": result["train_seconds"], "wall_seconds": round(wall, 2),
-            "accuracy": sum(correct) / len(correct), "steps": result["steps"], "correct": correct}
+            "accuracy": sum(correct) / len(correct), "steps": result["steps"], "correct": correct,
+            "settings": {"warmup_ratio": cfg.warmup_ratio, "schedule": cfg.schedule,
+                         "max_grad_norm": cfg.max_grad_norm, "weight_decay": cfg.weight_decay}}
 
 
 def held_out_correct(reader: Any, data: dict[str, Any], pad_id: int, batch_size: int) -> list[int]:
@@ -115,7 +127,7 @@ def held_out_correct(reader: Any, data: dict[str, Any], pad_id: int, batch_size:
     import torch
 
     from skyrm.rm.data import length_grouped_batches
-    from skyrm.rm.train import pair_rewards
+    from skyrm.rm.steps import pair_rewards
 
     pairs = [tuple(x["ids"]) for x in data["eval"]]
     correct = [0] * len(pairs)
@@ -128,25 +140,37 @@ def held_out_correct(reader: Any, data: dict[str, Any], pad_id: int, batch_size:
     return correct
 
 
-def worker_trl(data: dict[str, Any], method: str, batch_size: int, seed: int, config: str) -> dict[str, Any]:
+def worker_trl(data: dict[str, Any], method: str, batch_size: int, seed: int, config: str,
+               start: float) -> dict[str, Any]:
     from datasets import Dataset
+    from transformers import TrainerCallback
     from trl import RewardConfig, RewardTrainer
 
     from skyrm.rm.config import load_config
     from skyrm.rm.model import RewardReader, head_modules, load_classifier, load_tokenizer, resolve_model
-    from skyrm.rm.train import lora_targets
+    from skyrm.rm.build import lora_targets
 
-    start = time.perf_counter()
+    class LoopTimer(TrainerCallback):
+        """The optimizer loop only: from on_train_begin (dataloader and optimizer built) to on_train_end."""
+
+        began = ended = 0.0
+
+        def on_train_begin(self, *args: Any, **kwargs: Any) -> None:
+            self.began = time.perf_counter()
+
+        def on_train_end(self, *args: Any, **kwargs: Any) -> None:
+            self.ended = time.perf_counter()
+
     source = resolve_model(data["backbone"])
     tokenizer = load_tokenizer(source)
     model, missing = load_classifier(source, tokenizer, device="cpu", seed=seed)
+    cfg = load_config(None, base=data["backbone"], method=method)  # skyrm's defaults, as worker_skyrm gets them
     peft_config = None
     if method == "lora":
         from peft import LoraConfig
 
         heads = head_modules(model)
         new_modules = sorted({k.rsplit(".", 1)[0] for k in missing})
-        cfg = load_config(None, base=data["backbone"], method="lora")
         peft_config = LoraConfig(task_type="SEQ_CLS", r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
                                  target_modules=lora_targets(model, cfg, skip=heads + new_modules),
                                  modules_to_save=sorted({n.split(".")[-1] for n in heads + new_modules}))
@@ -157,36 +181,45 @@ def worker_trl(data: dict[str, Any], method: str, batch_size: int, seed: int, co
                       learning_rate=LR[method], max_length=None, logging_steps=10**6, save_strategy="no",
                       eval_strategy="no", report_to=[], seed=seed, data_seed=seed)
         if config == "matched":
-            common.update(lr_scheduler_type="linear", max_grad_norm=1.0,
-                          warmup_steps=int(round(0.05 * -(-len(data["train"]) // batch_size))),  # = skyrm's
+            steps = -(-len(data["train"]) // batch_size)  # one epoch, as skyrm counts its optimizer steps
+            common.update(lr_scheduler_type="linear" if cfg.schedule == "linear" else "constant_with_warmup",
+                          max_grad_norm=cfg.max_grad_norm, weight_decay=cfg.weight_decay,
+                          warmup_steps=int(round(cfg.warmup_ratio * steps)),  # = skyrm's (steps.lr_lambda)
                           bf16=False, fp16=False, gradient_checkpointing=False, dataloader_num_workers=0,
                           disable_dropout=True)
         args = RewardConfig(**common)
+        timer = LoopTimer()
         trainer = RewardTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
-                                peft_config=peft_config)
+                                peft_config=peft_config, callbacks=[timer])
         began = time.perf_counter()
         output = trainer.train()
-        train_seconds = time.perf_counter() - began
+        train_call_seconds = time.perf_counter() - began
+        trainer.save_model(str(Path(tmp) / "final"))
+        wall = time.perf_counter() - start
+        train_seconds = timer.ended - timer.began
         trained = trainer.model
-    wall = time.perf_counter() - start
     trained.eval()
     reader = RewardReader(trained)
     correct = held_out_correct(reader, data, tokenizer.pad_token_id, batch_size)
     return {"pairs": len(data["train"]), "train_seconds": round(train_seconds, 2), "wall_seconds": round(wall, 2),
+            "train_call_seconds": round(train_call_seconds, 2),
             "accuracy": sum(correct) / len(correct), "steps": output.global_step, "correct": correct,
             "settings": {"bf16": args.bf16, "gradient_checkpointing": args.gradient_checkpointing,
-                         "disable_dropout": args.disable_dropout, "lr_scheduler": str(args.lr_scheduler_type)}}
+                         "disable_dropout": args.disable_dropout, "lr_scheduler": str(args.lr_scheduler_type),
+                         "warmup_steps": args.warmup_steps, "max_grad_norm": args.max_grad_norm,
+                         "weight_decay": args.weight_decay}}
 
 
 def worker(kind: str, data_path: Path, method: str, batch_size: int, seed: int) -> None:
+    start = time.perf_counter()  # the wall span starts before either trainer's imports
     import torch
 
     torch.manual_seed(seed)
     data = json.loads(data_path.read_text())
     if kind == "skyrm":
-        result = worker_skyrm(data, method, batch_size, seed)
+        result = worker_skyrm(data, method, batch_size, seed, start)
     else:
-        result = worker_trl(data, method, batch_size, seed, "matched" if kind == "trl-matched" else "defaults")
+        result = worker_trl(data, method, batch_size, seed, "matched" if kind == "trl-matched" else "defaults", start)
     tokens = sum(len(c) + len(r) for c, r in (x["ids"] for x in data["train"]))
     result.update(kind=kind, method=method, backbone=data["backbone"],
                   pairs_per_s=round(result["pairs"] / result["train_seconds"], 3),
@@ -206,24 +239,38 @@ def run_worker(kind: str, data_path: Path, method: str, batch_size: int, seed: i
     return json.loads(lines[-1][len("RESULT "):])
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One trainer's runs: the first run's record (accuracy, per-pair results) with median timings and memory."""
+    out = dict(runs[0])
+    for key in ("train_seconds", "wall_seconds", "pairs_per_s", "tokens_per_s", "peak_rss_mb", "train_call_seconds"):
+        if key in out:
+            out[key] = statistics.median(r[key] for r in runs)
+    out["runs"] = [{k: r.get(k) for k in ("train_seconds", "wall_seconds", "pairs_per_s", "peak_rss_mb", "accuracy")}
+                   for r in runs]
+    return out
+
+
 # -------------------------------------------------------------- report
 TRL_KINDS = {"defaults": "trl", "matched": "trl-matched"}
 
 
 def train_table(rows: list[dict[str, Any]]) -> Table:
-    out = Table("backbone", "method", "trainer", "pairs", "pairs/s", "tokens/s", "peak RSS MB", "held-out acc",
-                "skyrm speed ratio", "skyrm acc Δ (pts) [95% CI]", title="Training: skyrm train vs TRL RewardTrainer "
-                "(trl: TRL's defaults; trl-matched: TRL with skyrm's precision, schedule and no checkpointing)")
+    out = Table("backbone", "method", "trainer", "pairs", "loop pairs/s", "loop tokens/s", "wall s", "peak RSS MB",
+                "held-out acc", "skyrm loop ratio", "skyrm wall ratio", "skyrm acc Δ (pts) [95% CI]",
+                title="Training: skyrm train vs TRL RewardTrainer (trl: TRL's defaults; trl-matched: TRL with skyrm's "
+                "precision, schedule and no checkpointing; loop = optimizer steps only, wall = start to saved model)")
     for row in rows:
         for kind in ["skyrm", *row["peers"]]:
             r = row[kind]
             ratio = f"{row[f'speedup_vs_{kind}']:.2f}x" if kind != "skyrm" else ""
+            wall_ratio = f"{row[f'wall_speedup_vs_{kind}']:.2f}x" if kind != "skyrm" else ""
             delta = ""
             if kind != "skyrm":
                 low, high = row[f"accuracy_delta_ci_vs_{kind}"]
                 delta = f"{row[f'accuracy_delta_points_vs_{kind}']:+.1f} [{low:+.1f}, {high:+.1f}]"
             out.add_row(row["backbone"], row["method"], kind, str(r["pairs"]), f"{r['pairs_per_s']:.2f}",
-                        f"{r['tokens_per_s']:.0f}", f"{r['peak_rss_mb']:.0f}", f"{r['accuracy']:.3f}", ratio, delta)
+                        f"{r['tokens_per_s']:.0f}", f"{r['wall_seconds']:.1f}", f"{r['peak_rss_mb']:.0f}",
+                        f"{r['accuracy']:.3f}", ratio, wall_ratio, delta)
     return out
 
 
@@ -240,6 +287,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--trl", action="append", choices=["defaults", "matched"],
                         help="TRL configurations to run (default: both)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs per trainer, in alternating order; figures are medians")
     parser.add_argument("--worker", choices=["skyrm", "trl", "trl-matched"], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -258,18 +307,28 @@ def main() -> None:
                           f"mean {info['mean_tokens']:.0f} tokens per sequence")
             for method in args.method or ["full", "lora"]:
                 kinds = ["skyrm"] + [TRL_KINDS[c] for c in (args.trl or ["defaults", "matched"])]
-                result = {k: run_worker(k, data_path, method, args.batch_size, args.seed) for k in kinds}
-                row = {"backbone": backbone, "method": method, "peers": kinds[1:], **result, **info}
+                runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
+                for round_ in range(max(1, args.repeat)):
+                    for kind in (kinds if round_ % 2 == 0 else kinds[::-1]):
+                        runs[kind].append(run_worker(kind, data_path, method, args.batch_size, args.seed))
+                result = {k: median_run(v) for k, v in runs.items()}
+                row = {"backbone": backbone, "method": method, "peers": kinds[1:], "repeat": max(1, args.repeat),
+                       **result, **info}
                 for peer in kinds[1:]:
-                    row[f"speedup_vs_{peer}"] = round(result["skyrm"]["pairs_per_s"] / result[peer]["pairs_per_s"], 2)
+                    row[f"speedup_vs_{peer}"] = round(statistics.median(
+                        s["pairs_per_s"] / p["pairs_per_s"] for s, p in zip(runs["skyrm"], runs[peer])), 2)
+                    row[f"wall_speedup_vs_{peer}"] = round(statistics.median(
+                        p["wall_seconds"] / s["wall_seconds"] for s, p in zip(runs["skyrm"], runs[peer])), 2)
                     row[f"accuracy_delta_points_vs_{peer}"] = round(
                         100 * (result["skyrm"]["accuracy"] - result[peer]["accuracy"]), 1)
                     row[f"accuracy_delta_ci_vs_{peer}"] = paired_bootstrap(result["skyrm"]["correct"],
                                                                            result[peer]["correct"], seed=args.seed)
                 rows.append(row)
-                console.print(f"  {method}: skyrm {result['skyrm']['pairs_per_s']:.2f} pairs/s; " + ", ".join(
-                    f"{peer} {result[peer]['pairs_per_s']:.2f} pairs/s ({row[f'speedup_vs_{peer}']:.2f}x)"
-                    for peer in kinds[1:]))
+                console.print(f"  {method}: skyrm {result['skyrm']['pairs_per_s']:.2f} pairs/s in the loop, "
+                              f"{result['skyrm']['wall_seconds']:.1f} s wall; " + ", ".join(
+                                  f"{peer} {result[peer]['pairs_per_s']:.2f} pairs/s "
+                                  f"({row[f'speedup_vs_{peer}']:.2f}x), {result[peer]['wall_seconds']:.1f} s wall "
+                                  f"({row[f'wall_speedup_vs_{peer}']:.2f}x)" for peer in kinds[1:]))
     console.print(train_table(rows))
     score_rows = []
     if args.score_pairs:

@@ -103,7 +103,7 @@ def test_exact_top_k_on_float16_pool_and_empty_inputs():
 
 
 def test_faiss_backend_finds_the_same_neighbours():
-    pytest.importorskip("faiss")
+    pytest.importorskip("faiss", reason="optional: faiss-cpu comes with the bench extra")
     rng = np.random.default_rng(7)
     pool = rng.standard_normal((5000, 32)).astype(np.float32)
     pool /= np.linalg.norm(pool, axis=1, keepdims=True)

@@ -12,6 +12,7 @@ Deliberately not here: what a run does, and anything shown to the user.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ class StepLog:
     def __init__(self, store: Store, prefix: str):
         self.store = store
         self.prefix = prefix
+        self.seconds: dict[str, float] = {}  # per step name: how long it ran in this process (0.0 when reused)
 
     def key(self, name: str) -> str:
         return f"{self.prefix}:{name}"
@@ -86,8 +88,11 @@ class StepLog:
             still_valid: Callable[[], bool] = lambda: True) -> dict[str, Any]:
         previous = self.result(name)
         if previous is not None and still_valid():
+            self.seconds[name] = 0.0
             return {**previous, "reused": True}
         self.store.set_step(self.key(name), "running")
+        began = time.perf_counter()
         result = action()
+        self.seconds[name] = round(time.perf_counter() - began, 2)
         self.store.set_step(self.key(name), "done", result)
         return result

@@ -12,7 +12,6 @@ Deliberately not here: the building blocks (work.py), Stage 2.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +48,13 @@ def _iteration(store: Store, steps: StepLog, config: CurateConfig, workdir: Path
 
     out = workdir / f"stage1-iter{i}"
     name = f"s1:i{i}"
-    seconds: dict[str, float] = {}
 
     def timed(step: str, action: Any) -> dict[str, Any]:
-        began = time.perf_counter()
         result = steps.run(f"{name}:{step}", action)
-        seconds[step] = 0.0 if result.get("reused") else round(time.perf_counter() - began, 2)
+        seconds[step] = steps.seconds[f"{name}:{step}"]
         return result
+
+    seconds: dict[str, float] = {}
 
     def train() -> dict[str, Any]:
         seed_round = store.count_pairs("silver") == 0

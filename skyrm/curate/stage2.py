@@ -18,7 +18,6 @@ Deliberately not here: Stage 1, the building blocks (work.py).
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,13 +86,13 @@ def run_stage2(store: Store, config: CurateConfig, *, progress: Progress | None 
 
     steps = StepLog(store, "curate")
     workdir = Path(config.workdir)
-    seconds: dict[str, float] = {}
 
     def timed(step: str, action: Any) -> dict[str, Any]:
-        began = time.perf_counter()
         result = steps.run(f"s2:{step}", action)
-        seconds[step] = 0.0 if result.get("reused") else round(time.perf_counter() - began, 2)
+        seconds[step] = steps.seconds[f"s2:{step}"]
         return result
+
+    seconds: dict[str, float] = {}
 
     check = steps.run("judge-check", lambda: check_judges(store, config, progress))
     pool = timed("pool", lambda: split_pool(store, config, workdir))

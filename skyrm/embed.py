@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -41,9 +41,9 @@ from typing import Any
 from skyrm.errors import ConfigError, ModelError
 from skyrm.models import canonical_name, minilm_dir
 from skyrm.records import Attributes, Pair, content_hash
+from skyrm.runs import Progress, tracked_run
 from skyrm.text import render_plain
 
-Progress = Callable[[int, "int | None", str], None]
 DEFAULT_MODEL = "minilm"
 RECIPES = {"prompt": "prompt@1", "prompt+attributes": "prompt+attributes@1"}
 DEFAULT_WHAT = "prompt+attributes"
@@ -240,36 +240,31 @@ def embed_pool(store: Any, config: EmbedConfig, *, progress: Progress | None = N
         progress(0, len(todo), "")
     if not todo:
         return {**result, "run_id": None}
-    run_id = store.start_run("embed", {**asdict(config), "recipe": recipe, "encoder": spec.as_dict()})
-    started = time.perf_counter()
-    status = "failed"
-    try:
-        encoder = encoder or Encoder(spec, device=config.device, batch_size=config.batch_size)
-        result["dim"] = encoder.dim
-        result["load_seconds"] = round(time.perf_counter() - started, 3)
-        started = time.perf_counter()  # texts/s counts embedding and storing, not loading the model
-        truncated_before = encoder.truncated
-        for start in range(0, len(todo), config.chunk):
-            ids = todo[start:start + config.chunk]
-            pairs = store.get_pairs(ids)
-            attributes = store.get_attributes_many(ids) if with_attributes else {}
-            attribute_ids = store.latest_attribute_ids(ids) if with_attributes else {}
-            texts = [embedding_text(pairs[i], attributes.get(i), config.what) for i in ids]
-            vectors = encoder.encode(texts)
-            result["embedded"] += store.put_embeddings(
-                (pid, config.model, recipe, spec.fingerprint, attribute_ids.get(pid), encoder.dim,
-                 vector_blob(vec)) for pid, vec in zip(ids, vectors))
-            if progress:
-                elapsed = time.perf_counter() - started
-                progress(start + len(ids), len(todo), f"{result['embedded'] / elapsed:.0f} texts/s")
-        result["truncated"] = encoder.truncated - truncated_before
-        status = "done"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        seconds = time.perf_counter() - started
-        result["seconds"] = round(seconds, 3)
-        result["texts_per_s"] = round(result["embedded"] / seconds, 2) if seconds > 0 else None
-        store.finish_run(run_id, status=status, metrics={k: v for k, v in result.items() if k != "path"})
-    return {**result, "run_id": run_id}
+    with tracked_run(store, "embed", {**asdict(config), "recipe": recipe, "encoder": spec.as_dict()}) as run:
+        started = time.perf_counter()
+        try:
+            encoder = encoder or Encoder(spec, device=config.device, batch_size=config.batch_size)
+            result["dim"] = encoder.dim
+            result["load_seconds"] = round(time.perf_counter() - started, 3)
+            started = time.perf_counter()  # texts/s counts embedding and storing, not loading the model
+            truncated_before = encoder.truncated
+            for start in range(0, len(todo), config.chunk):
+                ids = todo[start:start + config.chunk]
+                pairs = store.get_pairs(ids)
+                attributes = store.get_attributes_many(ids) if with_attributes else {}
+                attribute_ids = store.latest_attribute_ids(ids) if with_attributes else {}
+                texts = [embedding_text(pairs[i], attributes.get(i), config.what) for i in ids]
+                vectors = encoder.encode(texts)
+                result["embedded"] += store.put_embeddings(
+                    (pid, config.model, recipe, spec.fingerprint, attribute_ids.get(pid), encoder.dim,
+                     vector_blob(vec)) for pid, vec in zip(ids, vectors))
+                if progress:
+                    elapsed = time.perf_counter() - started
+                    progress(start + len(ids), len(todo), f"{result['embedded'] / elapsed:.0f} texts/s")
+            result["truncated"] = encoder.truncated - truncated_before
+        finally:  # a failed or interrupted run keeps its partial figures
+            seconds = time.perf_counter() - started
+            result["seconds"] = round(seconds, 3)
+            result["texts_per_s"] = round(result["embedded"] / seconds, 2) if seconds > 0 else None
+            run.metrics = {k: v for k, v in result.items() if k != "path"}
+    return {**result, "run_id": run.id}

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 
 from skyrm.errors import ConfigError, InputError
+from skyrm.runs import Progress, tracked_run
 
-Progress = Callable[[int, "int | None", str], None]
 K_MAX = 8
 BACKENDS = ("numpy", "faiss")
 DTYPES = {"float32": np.float32, "float16": np.float16}
@@ -279,36 +279,32 @@ def retrieve(store: Any, config: RetrieveConfig, *, progress: Progress | None = 
     if not store.get_embeddings(spec.fingerprint, recipe, gold_ids):
         raise InputError(f"no gold pair has an embedding for {config.embed_model} ({recipe}): run "
                          f"'skyrm embed --model {config.embed_model} --what {config.what}' first")
-    run_id = store.start_run("retrieve", {**asdict(config), "recipe": recipe, "embed_fingerprint": spec.fingerprint})
-    status = "failed"
-    summary: dict[str, Any] = {"run_id": run_id, "round": config.round, "k_max": config.k_max,
-                               "embed_model": config.embed_model, "recipe": recipe, "gold": len(gold_ids)}
-    try:
-        cached = cached_gold_scores(store, config.model, gold_ids)
-        if cached is not None:
-            score_run, p_stored = cached
-            summary["scores"] = f"cached (score run {score_run})"
-        else:
-            from skyrm.rm.score import score_pool
+    run_config = {**asdict(config), "recipe": recipe, "embed_fingerprint": spec.fingerprint}
+    with tracked_run(store, "retrieve", run_config) as run:
+        summary: dict[str, Any] = {"run_id": run.id, "round": config.round, "k_max": config.k_max,
+                                   "embed_model": config.embed_model, "recipe": recipe, "gold": len(gold_ids)}
+        try:
+            cached = cached_gold_scores(store, config.model, gold_ids)
+            if cached is not None:
+                score_run, p_stored = cached
+                summary["scores"] = f"cached (score run {score_run})"
+            else:
+                from skyrm.rm.score import score_pool
 
-            scored = score_pool(store, config.model, pool="gold", batch_size=config.batch_size,
-                                device=config.device, progress=progress)
-            score_run = scored["run_id"]
-            p_stored = {g: v[2] for g, v in store.scores_for(score_run).items() if g in gold}
-            summary["scores"] = f"scored (score run {score_run})"
-        summary["score_run"] = score_run
-        confidences = {g: label_confidence(p_stored[g], gold[g]) for g in gold_ids
-                       if g in p_stored and math.isfinite(p_stored[g])}
-        summary["gold_unscored"] = len(gold_ids) - len(confidences)
-        links, stats = select_and_record(store, run_id, config, confidences, (spec.fingerprint, recipe),
-                                         progress=progress)
-        summary.update(stats, seconds=round(time.perf_counter() - started, 3))
-        status = "done"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        store.finish_run(run_id, status=status, metrics={k: v for k, v in summary.items() if k != "run_id"})
+                scored = score_pool(store, config.model, pool="gold", batch_size=config.batch_size,
+                                    device=config.device, progress=progress)
+                score_run = scored["run_id"]
+                p_stored = {g: v[2] for g, v in store.scores_for(score_run).items() if g in gold}
+                summary["scores"] = f"scored (score run {score_run})"
+            summary["score_run"] = score_run
+            confidences = {g: label_confidence(p_stored[g], gold[g]) for g in gold_ids
+                           if g in p_stored and math.isfinite(p_stored[g])}
+            summary["gold_unscored"] = len(gold_ids) - len(confidences)
+            links, stats = select_and_record(store, run.id, config, confidences, (spec.fingerprint, recipe),
+                                             progress=progress)
+            summary.update(stats, seconds=round(time.perf_counter() - started, 3))
+        finally:  # a failed or interrupted run keeps what it measured
+            run.metrics = {k: v for k, v in summary.items() if k != "run_id"}
     if include_links:
         summary["links_detail"] = [asdict(link) for link in links]
     return summary

@@ -157,7 +157,7 @@ class LlamaCppJudge:
 
     def __init__(self, target: str, *, n_ctx: int | str = DEFAULT_N_CTX, threads: int | str | None = None,
                  n_batch: int | str = 512, seed: int | str = 0, verbose: bool | str = False,
-                 repack: str | None = None):
+                 repack: str | None = None, n_gpu_layers: int | str = 0):
         try:
             import llama_cpp
         except ImportError as exc:  # pragma: no cover - llama-cpp-python is a core dependency
@@ -173,6 +173,7 @@ class LlamaCppJudge:
             with model_params_override(use_extra_bufts=use_repack):
                 self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=int(n_ctx), n_batch=int(n_batch),
                                            n_threads=n_threads, n_threads_batch=n_threads, seed=int(seed),
+                                           n_gpu_layers=int(n_gpu_layers),
                                            logits_all=False, verbose=str(verbose).lower() in ("1", "true"))
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"llama.cpp could not load {path}: {exc}") from exc

@@ -226,8 +226,21 @@ class EmbedConfig:
 
 def embed_pool(store: Any, config: EmbedConfig, *, progress: Progress | None = None,
                encoder: Encoder | None = None) -> dict[str, Any]:
-    """Embed the pool's pairs that have no current vector for this encoder and recipe."""
+    """Embed the pool's pairs that have no current vector for this encoder and recipe.
+
+    Under ``accelerate launch`` every process encodes its slice of each block of ``chunk`` pairs
+    per process and rank 0 alone reads and writes the store (``skyrm.parallel``); the other ranks
+    return None.
+    """
+    from skyrm.parallel import process_group, split
+
+    group = process_group(config.device)
     spec = encoder.spec if encoder is not None else encoder_spec(config.model)
+    if not group.main:
+        if group.broadcast(None):
+            _embed_worker(group, encoder or Encoder(spec, device=group.device or config.device,
+                                                    batch_size=config.batch_size))
+        return None  # type: ignore[return-value]
     recipe = config.recipe
     with_attributes = config.what == "prompt+attributes"
     todo = store.embedding_todo(spec.fingerprint, recipe, config.pool, with_attributes=with_attributes,
@@ -238,33 +251,63 @@ def embed_pool(store: Any, config: EmbedConfig, *, progress: Progress | None = N
                               "texts_per_s": None}
     if progress:
         progress(0, len(todo), "")
-    if not todo:
+    if not group.broadcast(len(todo)):
         return {**result, "run_id": None}
-    with tracked_run(store, "embed", {**asdict(config), "recipe": recipe, "encoder": spec.as_dict()}) as run:
+    run_config = {**asdict(config), "recipe": recipe, "encoder": spec.as_dict()}
+    if group.world > 1:
+        run_config["world_size"] = result["world_size"] = group.world
+    block_size = config.chunk * group.world
+    released = False
+    with tracked_run(store, "embed", run_config) as run:
         started = time.perf_counter()
         try:
-            encoder = encoder or Encoder(spec, device=config.device, batch_size=config.batch_size)
+            encoder = encoder or Encoder(spec, device=group.device or config.device, batch_size=config.batch_size)
             result["dim"] = encoder.dim
             result["load_seconds"] = round(time.perf_counter() - started, 3)
             started = time.perf_counter()  # texts/s counts embedding and storing, not loading the model
-            truncated_before = encoder.truncated
-            for start in range(0, len(todo), config.chunk):
-                ids = todo[start:start + config.chunk]
+            for start in range(0, len(todo), block_size):
+                ids = todo[start:start + block_size]
                 pairs = store.get_pairs(ids)
                 attributes = store.get_attributes_many(ids) if with_attributes else {}
                 attribute_ids = store.latest_attribute_ids(ids) if with_attributes else {}
                 texts = [embedding_text(pairs[i], attributes.get(i), config.what) for i in ids]
-                vectors = encoder.encode(texts)
+                vectors, truncated = _encode_block(group, encoder, split(texts, group.world))
+                result["truncated"] += truncated
                 result["embedded"] += store.put_embeddings(
                     (pid, config.model, recipe, spec.fingerprint, attribute_ids.get(pid), encoder.dim,
                      vector_blob(vec)) for pid, vec in zip(ids, vectors))
                 if progress:
                     elapsed = time.perf_counter() - started
                     progress(start + len(ids), len(todo), f"{result['embedded'] / elapsed:.0f} texts/s")
-            result["truncated"] = encoder.truncated - truncated_before
+            released = True
+            group.scatter([None] * group.world)  # the end of the work
         finally:  # a failed or interrupted run keeps its partial figures
+            if not released and group.world > 1:
+                group.scatter([None] * group.world)  # an error on rank 0 must not leave the others waiting
             seconds = time.perf_counter() - started
             result["seconds"] = round(seconds, 3)
             result["texts_per_s"] = round(result["embedded"] / seconds, 2) if seconds > 0 else None
             run.metrics = {k: v for k, v in result.items() if k != "path"}
     return {**result, "run_id": run.id}
+
+
+def _encode_block(group: Any, encoder: Encoder, parts: list[list[str]]) -> tuple[Any, int]:
+    """Rank 0's side of one block: every rank encodes its slice; the vectors in block order, and how
+    many texts were cut."""
+    import numpy as np
+
+    mine = group.scatter(parts)
+    before = encoder.truncated
+    own = (encoder.encode(mine), encoder.truncated - before)
+    gathered = group.gather(own)
+    return np.concatenate([vectors for vectors, _ in gathered]), sum(cut for _, cut in gathered)
+
+
+def _embed_worker(group: Any, encoder: Encoder) -> None:
+    """A rank other than 0: encode each slice rank 0 sends until it sends None."""
+    while True:
+        texts = group.scatter(None)
+        if texts is None:
+            return
+        before = encoder.truncated
+        group.gather((encoder.encode(texts), encoder.truncated - before))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Optional
 
 import typer
@@ -35,6 +36,8 @@ def embed(
 
     Only pairs without an embedding for this encoder and text recipe are embedded, in
     length-sorted batches committed chunk by chunk: an interrupted run continues where it stopped.
+    Runs data-parallel under `accelerate launch --num_processes N [--multi_gpu|--cpu] -m skyrm embed ...`
+    (rank 0 alone writes the store).
 
     Example: skyrm embed --model minilm --what prompt+attributes
     """
@@ -43,8 +46,11 @@ def embed(
     store = open_store(db)
     config = EmbedConfig(model=model, pool=pool, what=what, batch_size=batch_size, chunk=chunk, limit=limit,
                          device=device)
-    with progress_bar("embed", enabled=not json_) as progress:
+    main = os.environ.get("RANK", "0") == "0"
+    with progress_bar("embed", enabled=main and not json_) as progress:
         result = embed_pool(store, config, progress=progress)
+    if not main:
+        return
     if json_:
         print_json(result)
         return

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from skyrm.cli._common import DbOption, JsonOption, app, console, open_store, print_json, progress_bar
+from skyrm.errors import ConfigError
 
 
 def _is_main_process() -> bool:
@@ -119,21 +120,32 @@ def score(
     shared_prefix: Annotated[str, typer.Option(
         help="on: a decoder runs each pair's shared history once and continues both responses from its KV "
              "cache; checked against plain scoring on the first batch.", metavar="on|off")] = "off",
+    max_length: Annotated[Optional[int], typer.Option(
+        help="Tokens per sequence (default: the model's own setting); longer histories are cut at the "
+             "start.")] = None,
+    chunk: Annotated[int, typer.Option(help="Pairs per process read, scored and stored at a time.")] = 4096,
     json_: JsonOption = False,
 ) -> None:
     """Score pairs with a reward model into the store: r_chosen, r_rejected, p = σ(r_chosen − r_rejected).
 
-    Rewards are cached per model fingerprint: scoring again recomputes nothing.
+    Rewards are cached per model fingerprint: scoring again recomputes nothing. Runs data-parallel
+    under `accelerate launch --num_processes N [--multi_gpu|--cpu] -m skyrm score ...` (rank 0 alone
+    writes the store).
 
     Example: skyrm score --model runs/rm1 --pool unverified
     """
     from skyrm.rm.score import check_batch_size, score_pool
 
     check_batch_size(batch_size)
+    if chunk < 1:
+        raise ConfigError("--chunk must be at least 1")
     store = open_store(db)
-    with progress_bar("score", enabled=not json_) as progress:
+    main = _is_main_process()
+    with progress_bar("score", enabled=main and not json_) as progress:
         result = score_pool(store, model, pool=pool, batch_size=batch_size, progress=progress, device=device,
-                            dtype=dtype, shared_prefix=shared_prefix)
+                            dtype=dtype, shared_prefix=shared_prefix, chunk=chunk, max_length=max_length)
+    if not main:
+        return
     if json_:
         print_json(result)
         return

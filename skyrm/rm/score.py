@@ -310,71 +310,128 @@ def sigmoid(x: float) -> float:
 
 def score_pool(store: "Store", model_path: str, *, pool: str = "all", batch_size: int = 16,
                progress: Progress | None = None, device: str | None = None, dtype: Any = None,
-               shared_prefix: str = "off", chunk: int = 4096) -> dict[str, Any]:
+               shared_prefix: str = "off", chunk: int = 4096, max_length: int | None = None) -> dict[str, Any]:
     """Score every pair of a pool into ``scores`` under a new "score" run; returns the run's summary.
 
-    The pool streams through in chunks of ``chunk`` pairs (read, scored, stored), so memory
-    does not grow with the pool.
+    The pool streams through in blocks of ``chunk`` pairs per process (read, scored, stored), so
+    memory does not grow with the pool. Under ``accelerate launch`` every process scores its slice
+    of each block and rank 0 alone reads and writes the store (``skyrm.parallel``); the other
+    ranks return None.
     """
+    from skyrm.parallel import process_group
+
     started = time.perf_counter()
-    model = load_reward_model(model_path, device=device, dtype=dtype, shared_prefix=shared_prefix)
+    group = process_group(device)
+    model = load_reward_model(model_path, device=group.device or device, dtype=dtype,
+                              shared_prefix=shared_prefix, max_length=max_length)
+    if not group.main:
+        _score_worker(group, model, batch_size)
+        return None  # type: ignore[return-value]
     config = {"model": model_path, "model_path": model.path, "fingerprint": model.fingerprint, "pool": pool,
               "batch_size": batch_size, "max_length": model.max_length}
+    if group.world > 1:
+        config["world_size"] = group.world
     total = store.count_pairs(pool)
     if not total:
+        group.scatter([None] * group.world)  # release the other ranks before failing
         raise ConfigError(f"pool '{pool}' has no pairs: see 'skyrm status' for pools and sources")
     counts = dict.fromkeys(("pairs", "scored", "failed", "agree", "labelled", "agree_labels", "items",
                             "items_cached"), 0)
     p_sum = 0.0
-    with tracked_run(store, "score", config, path=model.path) as run:
-        pairs = store.iter_pairs(pool, oriented=False)
-        while True:
-            block = list(itertools.islice(pairs, chunk))
-            if not block:
-                break
-            items = [item for _, pair, _ in block
-                     for item in ((pair.prompt, pair.chosen), (pair.prompt, pair.rejected))]
-            counts["items_cached"] += len(store.get_rewards(model.fingerprint,
-                                                            {response_key(h, r) for h, r in items}))
-            done = counts["pairs"]
+    released = False
+    try:
+        with tracked_run(store, "score", config, path=model.path) as run:
+            pairs = store.iter_pairs(pool, oriented=False)
+            while True:
+                block = list(itertools.islice(pairs, chunk * group.world))
+                if not block:
+                    break
+                items = [item for _, pair, _ in block
+                         for item in ((pair.prompt, pair.chosen), (pair.prompt, pair.rejected))]
+                done = counts["pairs"]
 
-            def report(n: int, _total: int | None = None, note: str = "") -> None:
+                def report(n: int, _total: int | None = None, note: str = "") -> None:
+                    if progress:
+                        progress(done + n * group.world // 2, total, note)
+
+                rewards, cached = _block_rewards(store, model, items, group, batch_size, report)
+                counts["items_cached"] += cached
+                rows = []
+                for index, (pair_id, _, verdict) in enumerate(block):
+                    r_chosen, r_rejected = rewards[2 * index], rewards[2 * index + 1]
+                    if not (math.isfinite(r_chosen) and math.isfinite(r_rejected)):
+                        counts["failed"] += 1
+                        continue
+                    rows.append((pair_id, r_chosen, r_rejected, sigmoid(r_chosen - r_rejected)))
+                    counts["agree"] += r_chosen > r_rejected
+                    if verdict in ("chosen", "rejected"):
+                        counts["labelled"] += 1
+                        counts["agree_labels"] += (r_chosen > r_rejected) == (verdict == "chosen")
+                store.add_scores(run.id, rows)
+                p_sum += sum(row[3] for row in rows)
+                counts["pairs"] += len(block)
+                counts["scored"] += len(rows)
+                counts["items"] += len(items)
                 if progress:
-                    progress(done + n // 2, total, note)
-
-            rewards = score_items(store, model, items, batch_size=batch_size, progress=report)
-            rows = []
-            for index, (pair_id, _, verdict) in enumerate(block):
-                r_chosen, r_rejected = rewards[2 * index], rewards[2 * index + 1]
-                if not (math.isfinite(r_chosen) and math.isfinite(r_rejected)):
-                    counts["failed"] += 1
-                    continue
-                rows.append((pair_id, r_chosen, r_rejected, sigmoid(r_chosen - r_rejected)))
-                counts["agree"] += r_chosen > r_rejected
-                if verdict in ("chosen", "rejected"):
-                    counts["labelled"] += 1
-                    counts["agree_labels"] += (r_chosen > r_rejected) == (verdict == "chosen")
-            store.add_scores(run.id, rows)
-            p_sum += sum(row[3] for row in rows)
-            counts["pairs"] += len(block)
-            counts["scored"] += len(rows)
-            counts["items"] += len(items)
-            if progress:
-                progress(counts["pairs"], total, "")
-        seconds = time.perf_counter() - started
-        scored, labelled = counts["scored"], counts["labelled"]
-        run.metrics = metrics = {
-            "pairs": counts["pairs"], "scored": scored, "failed": counts["failed"],
-            "accuracy_stored": counts["agree"] / scored if scored else None,
-            "labelled": labelled, "accuracy_labels": counts["agree_labels"] / labelled if labelled else None,
-            "mean_p": p_sum / scored if scored else None,
-            "items": counts["items"], "items_cached": counts["items_cached"],
-            "cut_response": model.stats["cut_response"],
-            "truncated": model.stats["truncated"], "shared_history": model.stats["shared_history"],
-            "seconds": round(seconds, 3),
-            "pairs_per_s": round(counts["pairs"] / seconds, 3) if seconds else None,
-        }
+                    progress(counts["pairs"], total, "")
+            group.scatter([None] * group.world)  # the end of the work
+            released = True
+            seconds = time.perf_counter() - started
+            scored, labelled = counts["scored"], counts["labelled"]
+            run.metrics = metrics = {
+                "pairs": counts["pairs"], "scored": scored, "failed": counts["failed"],
+                "accuracy_stored": counts["agree"] / scored if scored else None,
+                "labelled": labelled, "accuracy_labels": counts["agree_labels"] / labelled if labelled else None,
+                "mean_p": p_sum / scored if scored else None,
+                "items": counts["items"], "items_cached": counts["items_cached"],
+                "cut_response": model.stats["cut_response"],
+                "truncated": model.stats["truncated"], "shared_history": model.stats["shared_history"],
+                "seconds": round(seconds, 3),
+                "pairs_per_s": round(counts["pairs"] / seconds, 3) if seconds else None,
+            }
+            if group.world > 1:
+                metrics["world_size"] = group.world
+    finally:
+        if not released and group.world > 1:
+            group.scatter([None] * group.world)  # an error on rank 0 must not leave the others waiting
     return {"run_id": run.id, "model": model_path, "fingerprint": model.fingerprint, "pool": pool, **metrics}
+
+
+def _block_rewards(store: "Store", model: RewardModel, items: list[Item], group: Any, batch_size: int,
+                   report: Progress) -> tuple[list[float], int]:
+    """Rewards of one block's items through the rewards cache (rank 0), and how many were cached.
+
+    One process: ``score_items``. Several: rank 0 looks the items up in the cache, scatters the
+    rest in contiguous slices, scores its own slice, gathers the others' and writes the cache.
+    """
+    keys = [response_key(history, response) for history, response in items]
+    cached = store.get_rewards(model.fingerprint, set(keys))
+    if group.world == 1:
+        return score_items(store, model, items, batch_size=batch_size, progress=report), len(cached)
+    from skyrm.parallel import split
+
+    todo: dict[str, Item] = {}
+    for key, item in zip(keys, items):
+        if key not in cached and key not in todo:
+            todo[key] = item
+    parts = split(list(todo.items()), group.world)
+    mine = group.scatter(parts)
+    values = model.rewards([item for _, item in mine], batch_size=batch_size, progress=report) if mine else []
+    fresh: dict[str, float] = {}
+    for part, part_values in zip(parts, group.gather(values)):
+        fresh.update(zip((key for key, _ in part), part_values))
+    store.put_rewards(model.fingerprint, {k: v for k, v in fresh.items() if math.isfinite(v)})
+    found = {**cached, **fresh}
+    return [found[key] for key in keys], len(cached)
+
+
+def _score_worker(group: Any, model: RewardModel, batch_size: int) -> None:
+    """A rank other than 0: score each slice rank 0 sends until it sends None."""
+    while True:
+        mine = group.scatter(None)
+        if mine is None:
+            return
+        group.gather(model.rewards([item for _, item in mine], batch_size=batch_size) if mine else [])
 
 
 def check_batch_size(batch_size: int) -> None:

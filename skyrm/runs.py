@@ -28,6 +28,31 @@ def no_progress(done: int, total: int | None = None, note: str = "") -> None:
     """The progress callback of a caller that does not want progress."""
 
 
+class Meter:
+    """Chunked work reported through a ``Progress``: 0 of ``total`` when it starts, then each chunk.
+
+    It also times the work, so a flow reads its seconds and its rates from one clock.
+    """
+
+    def __init__(self, progress: Progress | None, total: int):
+        self.progress = progress or no_progress
+        self.total = total
+        self.started = time.perf_counter()
+        self.progress(0, total, "")
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    def per_second(self, count: float) -> float:
+        """``count`` over the seconds so far (0.0 before the clock has moved)."""
+        seconds = self.seconds
+        return count / seconds if seconds > 0 else 0.0
+
+    def advance(self, done: int, note: str = "") -> None:
+        self.progress(done, self.total, note)
+
+
 @dataclass
 class Run:
     """An open run: its row id and what the flow records about it before it closes."""

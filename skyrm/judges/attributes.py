@@ -12,8 +12,7 @@ raise ``retries`` to try again with new seeds. Deliberately not here: prompt tex
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -24,11 +23,9 @@ from skyrm.judges.label import resolve_targets
 from skyrm.judges.parsing import ParseError, parse_attributes
 from skyrm.judges.prompts import Budget, attributes_prompt, attributes_schema, load_template
 from skyrm.records import content_hash
+from skyrm.runs import Meter, Progress, tracked_run
 from skyrm.selection import POOL_CHOICES
 from skyrm.store import Store
-from skyrm.runs import tracked_run
-
-Progress = Callable[[int, "int | None", str], None]
 
 
 @dataclass(frozen=True)
@@ -99,22 +96,18 @@ def generate_attributes(store: Store, config: AttributesConfig, *, judge: Judge 
                   "fingerprint": judge.fingerprint}
     with tracked_run(store, "attributes", run_config) as run:
         summary.run_id = run.id
-        started = time.perf_counter()
+        meter = Meter(progress, len(targets))
         try:
-            if progress:
-                progress(0, len(targets), "")
             for start in range(0, len(targets), config.chunk):
                 ids = targets[start:start + config.chunk]
                 pairs = store.get_pairs(ids)
                 prompts = {pid: attributes_prompt(pairs[pid], config.budget, config.template) for pid in ids}
                 _attributes_chunk(store, calls, ids, prompts, config, schema, params, template.prompt_version,
                                   summary)
-                if progress:
-                    elapsed = time.perf_counter() - started
-                    progress(start + len(ids), len(targets),
-                             f"{(start + len(ids)) / elapsed:.2f} pairs/s, {summary.failed} failed")
+                meter.advance(start + len(ids), f"{meter.per_second(start + len(ids)):.2f} pairs/s, "
+                                                f"{summary.failed} failed")
         finally:
-            summary.seconds = time.perf_counter() - started
+            summary.seconds = meter.seconds
             summary.cache_hits, summary.model_calls = calls.hits, calls.calls
             run.metrics = summary.as_dict()
             if owned:

@@ -17,8 +17,7 @@ wording, vote maths (see backends, prompts.py, votes.py).
 from __future__ import annotations
 
 import random
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,10 +30,10 @@ from skyrm.judges.prompts import ORDERS, Budget, PairwisePrompts, Shot, load_tem
     pairwise_prompts
 from skyrm.judges.votes import CONTESTED_POLICIES, ModelVerdict, logprob_verdict, merge_models, sample_verdict
 from skyrm.records import Attributes, Label, Pair, content_hash
+from skyrm.runs import Meter, Progress, tracked_run
 from skyrm.selection import parse_selection
 from skyrm.store import Store
 
-Progress = Callable[[int, "int | None", str], None]
 MODES = ("logprob", "sample")
 GENERATION_MARGIN = 8  # tokens kept free after the prompt in logprob mode
 
@@ -278,49 +277,39 @@ def label_pairs(store: Store, config: JudgeConfig, *, judges: Sequence[Judge] | 
 
     run_config = {**asdict(config), "prompt_version": prompt_version, "producers": producers,
                   "fingerprints": [j.fingerprint for j in loaded], "runtimes": summary.runtimes}
-    run_id = store.start_run("judge", run_config)
-    summary.run_id = run_id
-    selector = example_selector(store, config.examples, seed=config.seed) if config.shots else None
-    started = time.perf_counter()
-    status = "failed"
-    try:
-        # Order the work so consecutive targets share their few-shot block (prefix reuse).
-        attributes = store.get_attributes_many(pending)
-        selections = []
-        for start in range(0, len(pending), 500):
-            chunk_ids = pending[start:start + 500]
-            pairs = store.get_pairs(chunk_ids)
-            for pid in chunk_ids:
-                selections.append(selector.select(pid, pairs[pid], attributes.get(pid), config.shots)
-                                  if selector else [])
-        if selector:
-            selections = selector.arrange(selections)
-        keyed = [(tuple(shot_ids(shots)), pid, shots) for pid, shots in zip(pending, selections)]
-        keyed.sort(key=lambda item: (item[0], item[1]))
-        if progress:
-            progress(0, len(keyed), "")
-        for start in range(0, len(keyed), config.chunk):
-            block = keyed[start:start + config.chunk]
-            pairs = store.get_pairs([pid for _, pid, _ in block])
-            targets = [_Target(pid, pairs[pid], attributes.get(pid), shots) for _, pid, shots in block]
-            _label_chunk(store, runners, targets, config, params, prompt_version, merged_producer, summary)
-            if progress:
-                elapsed = time.perf_counter() - started
-                rate = summary.labelled / elapsed if elapsed > 0 else 0.0
-                progress(start + len(block), len(keyed),
-                         f"{rate:.2f} pairs/s, {summary.contested} contested, {summary.failed} failed")
-        status = "done"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        summary.seconds = time.perf_counter() - started
-        summary.cache_hits = sum(r.calls.hits for r in runners)
-        summary.model_calls = sum(r.calls.calls for r in runners)
-        store.finish_run(run_id, status=status, metrics=summary.as_dict())
-        if owned:
-            for judge in loaded:
-                judge.close()
+    with tracked_run(store, "judge", run_config) as run:
+        summary.run_id = run.id
+        selector = example_selector(store, config.examples, seed=config.seed) if config.shots else None
+        meter = Meter(progress, len(pending))
+        try:
+            # Order the work so consecutive targets share their few-shot block (prefix reuse).
+            attributes = store.get_attributes_many(pending)
+            selections = []
+            for start in range(0, len(pending), 500):
+                chunk_ids = pending[start:start + 500]
+                pairs = store.get_pairs(chunk_ids)
+                for pid in chunk_ids:
+                    selections.append(selector.select(pid, pairs[pid], attributes.get(pid), config.shots)
+                                      if selector else [])
+            if selector:
+                selections = selector.arrange(selections)
+            keyed = [(tuple(shot_ids(shots)), pid, shots) for pid, shots in zip(pending, selections)]
+            keyed.sort(key=lambda item: (item[0], item[1]))
+            for start in range(0, len(keyed), config.chunk):
+                block = keyed[start:start + config.chunk]
+                pairs = store.get_pairs([pid for _, pid, _ in block])
+                targets = [_Target(pid, pairs[pid], attributes.get(pid), shots) for _, pid, shots in block]
+                _label_chunk(store, runners, targets, config, params, prompt_version, merged_producer, summary)
+                meter.advance(start + len(block), f"{meter.per_second(summary.labelled):.2f} pairs/s, "
+                                                  f"{summary.contested} contested, {summary.failed} failed")
+        finally:
+            summary.seconds = meter.seconds
+            summary.cache_hits = sum(r.calls.hits for r in runners)
+            summary.model_calls = sum(r.calls.calls for r in runners)
+            run.metrics = summary.as_dict()
+            if owned:
+                for judge in loaded:
+                    judge.close()
     return summary
 
 

@@ -14,8 +14,6 @@ back to back and the prefix cache reuses them. Deliberately not here: labels.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,10 +24,9 @@ from skyrm.judges.parsing import parse_choice
 from skyrm.judges.prompts import Budget, load_template, preverify_choices, preverify_prompt
 from skyrm.judges.votes import two_way
 from skyrm.records import content_hash
+from skyrm.runs import Meter, Progress, tracked_run
 from skyrm.store import Store
-from skyrm.runs import tracked_run
 
-Progress = Callable[[int, "int | None", str], None]
 SIDES = ("chosen", "rejected")
 
 
@@ -106,11 +103,9 @@ def preverify(store: Store, config: PreverifyConfig, *, judge: Judge | None = No
                   "fingerprint": judge.fingerprint}
     with tracked_run(store, "preverify", run_config) as run:
         summary.run_id = run.id
-        started = time.perf_counter()
+        meter = Meter(progress, len(pending))
         mode = "logprob"
         try:
-            if progress:
-                progress(0, len(pending), "")
             for start in range(0, len(pending), config.chunk):
                 chunk = pending[start:start + config.chunk]
                 pairs = store.get_pairs(chunk)
@@ -141,12 +136,10 @@ def preverify(store: Store, config: PreverifyConfig, *, judge: Judge | None = No
                                                             params)})
                 summary.hints_written += store.add_hints(hints)
                 summary.checked_pairs += len(chunk)
-                if progress:
-                    elapsed = time.perf_counter() - started
-                    progress(start + len(chunk), len(pending), f"{summary.checked_pairs / elapsed:.2f} pairs/s")
+                meter.advance(start + len(chunk), f"{meter.per_second(summary.checked_pairs):.2f} pairs/s")
         finally:
             summary.mode = mode
-            summary.seconds = time.perf_counter() - started
+            summary.seconds = meter.seconds
             run.metrics = summary.as_dict()
             if owned:
                 judge.close()

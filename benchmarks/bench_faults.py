@@ -1192,8 +1192,8 @@ PARSER_CASES = [
 def check_injection(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from skyrm.judges import load_judge
     from skyrm.judges.llamacpp import split_choice_tokens
-    from skyrm.judges.parsing import parse_choice
-    from skyrm.judges.prompts import ORDERS, load_template, neutralise, pairwise_prompts
+    from skyrm.labelling.parsing import parse_choice
+    from skyrm.labelling.prompts import ORDERS, load_template, neutralise, pairwise_prompts
     from skyrm.records import Pair
 
     directory = work / "injection"

@@ -39,9 +39,9 @@ from paired import paired_bootstrap  # benchmarks/ is the script's directory, fi
 
 from skyrm.formats import read_pairs
 from skyrm.judges.llamacpp import LlamaCppJudge
-from skyrm.judges.parsing import parse_choice
-from skyrm.judges.prompts import ORDERS, Budget, Shot, pairwise_prompts
-from skyrm.judges.votes import logprob_verdict, side
+from skyrm.labelling.parsing import parse_choice
+from skyrm.labelling.prompts import ORDERS, Budget, Shot, pairwise_prompts
+from skyrm.labelling.votes import logprob_verdict, side
 from skyrm.records import Pair
 
 ROOT = Path(__file__).resolve().parents[1]

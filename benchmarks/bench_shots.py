@@ -94,8 +94,8 @@ def counting_judge(spec: str) -> Any:
 
 def judge_once(db: Path, targets: list[str], mode: str, spec: str, shots: int, count_only: bool) -> dict[str, Any]:
     from skyrm.judges import load_judge
-    from skyrm.judges.label import JudgeConfig, label_pairs
-    from skyrm.judges.prompts import Budget
+    from skyrm.labelling.label import JudgeConfig, label_pairs
+    from skyrm.labelling.prompts import Budget
     from skyrm.store import Store
 
     judge = counting_judge(spec) if count_only else load_judge(spec)

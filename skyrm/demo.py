@@ -126,7 +126,7 @@ def run_demo(store: Store, workdir: Path, *, judge_pairs: int = 6,
                 "pairs/s": result.get("pairs_per_s"), "run": result["run_id"]}
 
     def judge() -> dict[str, Any]:
-        from skyrm.judges.label import JudgeConfig, label_pairs
+        from skyrm.labelling.label import JudgeConfig, label_pairs
 
         # contested pairs (the two orders disagree) get the averaged verdict here, so the demo shows labels
         config = JudgeConfig(pool="demo-pool", limit=judge_pairs, shots=1, mode="logprob", contested="average")

@@ -41,7 +41,7 @@ def _rows(store):
 
 
 def test_importing_skyrm_embed_and_retrieve_loads_no_torch():
-    code = ("import sys, skyrm, skyrm.embed, skyrm.retrieve, skyrm.cli.retrieve, skyrm.judges.examples\n"
+    code = ("import sys, skyrm, skyrm.embed, skyrm.retrieve, skyrm.cli.retrieve, skyrm.labelling.examples\n"
             "print('HEAVY', [m for m in ('torch', 'transformers', 'sentence_transformers', 'faiss') "
             "if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

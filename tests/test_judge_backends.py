@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from skyrm.judges import Prompt, load_judge
-from skyrm.judges.parsing import parse_attributes
-from skyrm.judges.prompts import attributes_prompt, attributes_schema, pairwise_prompts
+from skyrm.labelling.parsing import parse_attributes
+from skyrm.labelling.prompts import attributes_prompt, attributes_schema, pairwise_prompts
 from skyrm.records import Pair
 
 CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -338,7 +338,7 @@ def _proxy_without_logprobs(upstream: str):
 @pytest.mark.slow
 def test_server_without_probabilities_falls_back_to_sampled_verdicts(server, tmp_path):
     """A server that returns no logprobs still labels in logprob mode, by sampled verdicts, and says so."""
-    from skyrm.judges.label import JudgeConfig, label_pairs
+    from skyrm.labelling.label import JudgeConfig, label_pairs
     from skyrm.records import Pair
     from skyrm.store import Store
 

@@ -10,13 +10,13 @@ import pytest
 
 from skyrm.errors import ConfigError, InputError, JudgeError
 from skyrm.judges import parse_spec
-from skyrm.judges.examples import ExampleSelector, select_examples
-from skyrm.judges.label import dedup_key, resolve_targets
+from skyrm.labelling.examples import ExampleSelector, select_examples
+from skyrm.labelling.label import dedup_key, resolve_targets
 from skyrm.judges.llamacpp import common_prefix_len, split_choice_tokens
-from skyrm.judges.parsing import ParseError, parse_attributes, parse_choice
-from skyrm.judges.prompts import (Shot, attributes_prompt, clip, load_template, neutralise,
+from skyrm.labelling.parsing import ParseError, parse_attributes, parse_choice
+from skyrm.labelling.prompts import (Shot, attributes_prompt, clip, load_template, neutralise,
                                   pairwise_prompts, preverify_prompt)
-from skyrm.judges.votes import logprob_verdict, merge_models, sample_verdict, two_way
+from skyrm.labelling.votes import logprob_verdict, merge_models, sample_verdict, two_way
 from skyrm.records import Attributes, Label, Pair
 
 GOLDEN = Path(__file__).parent / "data" / "judge"

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from skyrm.judges import load_judge
-from skyrm.judges.attributes import AttributesConfig, failure_key, generate_attributes
-from skyrm.judges.label import JudgeConfig, label_pairs
-from skyrm.judges.preverify import PreverifyConfig, preverify
-from skyrm.judges.votes import side
+from skyrm.labelling.attributes import AttributesConfig, failure_key, generate_attributes
+from skyrm.labelling.label import JudgeConfig, label_pairs
+from skyrm.labelling.preverify import PreverifyConfig, preverify
+from skyrm.labelling.votes import side
 from skyrm.records import Attributes, Label, Pair
 from test_judge_backends import tiny_hf_model
 
@@ -196,7 +196,7 @@ def test_injected_responses_are_never_read_as_the_verdict(smollm2):
     """Through the real tokenizer, in both orders: the verdict is the next token after the prompt's own
     prefill, each response stays inside its own candidate block, and chat markers in it stay text."""
     from skyrm.judges.llamacpp import split_choice_tokens
-    from skyrm.judges.prompts import load_template, pairwise_prompts
+    from skyrm.labelling.prompts import load_template, pairwise_prompts
 
     prefill = load_template("pairwise").text("prefill")
     im_start = smollm2.tokenize("<|im_start|>")[-1]

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from skyrm.errors import ConfigError
-from skyrm.judges.examples import ExampleSelector, example_selector
-from skyrm.judges.label import resolve_targets
+from skyrm.labelling.examples import ExampleSelector, example_selector
+from skyrm.labelling.label import resolve_targets
 from skyrm.records import Label, Pair
 from skyrm.retrieve import (RetrieveConfig, adaptive_k, exact_top_k, faiss_top_k, label_confidence,
                             retrieved_round, select_and_record)

@@ -135,7 +135,7 @@ def test_judge_labels_retrieved_pairs_with_the_nearest_gold_examples(rmb_store):
             assert len(used) == len(set(used)) == shots
             # the examples are the nearest gold pairs (RMB repeats prompts: ties within float rounding)
             assert sorted((similarity[g] for g in used), reverse=True) == pytest.approx(best, abs=1e-6)
-    from skyrm.judges.label import resolve_targets
+    from skyrm.labelling.label import resolve_targets
     from skyrm.store import Store
 
     with Store(db) as store:

@@ -30,7 +30,7 @@ def attributes(
 
     Example: skyrm attributes --judge llamacpp:smollm2 --limit 50
     """
-    from skyrm.judges.attributes import AttributesConfig, generate_attributes
+    from skyrm.labelling.attributes import AttributesConfig, generate_attributes
 
     store = open_store(db)
     config = AttributesConfig(judge=judge, pool=pool, limit=limit, retries=retries)
@@ -75,7 +75,7 @@ def judge(
 
     Example: skyrm judge --judge llamacpp:smollm2 --mode logprob --shots 8 --limit 100
     """
-    from skyrm.judges.label import JudgeConfig, label_pairs
+    from skyrm.labelling.label import JudgeConfig, label_pairs
 
     store = open_store(db)
     config = JudgeConfig(judges=tuple(judge_ or [DEFAULT_JUDGE]), mode=mode, votes=votes, shots=shots, pool=pool,
@@ -117,7 +117,7 @@ def preverify(
 
     Example: skyrm preverify --judge llamacpp:smollm2 --limit 100
     """
-    from skyrm.judges.preverify import PreverifyConfig, preverify as run_preverify
+    from skyrm.labelling.preverify import PreverifyConfig, preverify as run_preverify
 
     store = open_store(db)
     config = PreverifyConfig(judge=judge, pool=pool, limit=limit, all_pairs=all_pairs)

@@ -60,7 +60,7 @@ def calls_used(steps: StepLog, names: list[str]) -> int:
 def judge_pairs(store: Store, config: CurateConfig, judges: tuple[str, ...], pool: str, round_: int,
                 budget_left: int | None, progress: Progress | None) -> dict[str, Any]:
     """Label a selection with the voting judges (similar gold examples, both orders), within the budget."""
-    from skyrm.judges.label import JudgeConfig, label_pairs
+    from skyrm.labelling.label import JudgeConfig, label_pairs
 
     if not judges:
         return {"labelled": 0, "model_calls": 0, "contested": 0, "note": "no judge passed the gold check"}
@@ -81,7 +81,7 @@ def judge_pairs(store: Store, config: CurateConfig, judges: tuple[str, ...], poo
 def check_judges(store: Store, config: CurateConfig, progress: Progress | None) -> dict[str, Any]:
     """Each judge's accuracy on gold pairs (never one of its own examples: the example selector
     leaves the target out); judges below ``min_judge_gold_acc`` do not vote."""
-    from skyrm.judges.label import JudgeConfig, label_pairs
+    from skyrm.labelling.label import JudgeConfig, label_pairs
 
     gold = {pid: verdict for pid, _, verdict in store.iter_pairs("gold", oriented=False)
             if verdict in ("chosen", "rejected")}

@@ -13,7 +13,8 @@ Options follow the target as a query string, e.g.
 
 Backends are imported on first use, so importing this package loads no
 llama_cpp, torch or transformers. Deliberately not here: prompts, votes and
-anything that touches the store.
+anything that touches the store (the labelling flows in ``skyrm.labelling`` use
+the judges; the judges know nothing of them).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A backend turns a ``Prompt`` (chat messages plus the start of the assistant's
 reply) into text with its model's chat template, and answers two questions:
 the next-token log-probabilities of a few fixed answers, and sampled
 continuations. Backends know nothing of the store, of pairs or of votes; the
-labelling flow (``skyrm.judges.label``) builds prompts and interprets answers.
+labelling flow (``skyrm.labelling.label``) builds prompts and interprets answers.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from skyrm.errors import ConfigError
-from skyrm.judges.prompts import Shot
+from skyrm.labelling.prompts import Shot
 from skyrm.records import Attributes, Pair
 from skyrm.store import Store
 

@@ -23,12 +23,12 @@ from typing import Any
 
 from skyrm.errors import ConfigError, InputError, JudgeError
 from skyrm.judges import DEFAULT_JUDGE, Judge, LogprobsUnsupported, load_judge
-from skyrm.judges.calls import CachedJudge
-from skyrm.judges.examples import EXAMPLE_MODES, example_selector, shot_ids
-from skyrm.judges.parsing import parse_choice
-from skyrm.judges.prompts import ORDERS, Budget, PairwisePrompts, Shot, load_template, pairwise_choices, \
+from skyrm.labelling.calls import CachedJudge
+from skyrm.labelling.examples import EXAMPLE_MODES, example_selector, shot_ids
+from skyrm.labelling.parsing import parse_choice
+from skyrm.labelling.prompts import ORDERS, Budget, PairwisePrompts, Shot, load_template, pairwise_choices, \
     pairwise_prompts
-from skyrm.judges.votes import CONTESTED_POLICIES, ModelVerdict, logprob_verdict, merge_models, sample_verdict
+from skyrm.labelling.votes import CONTESTED_POLICIES, ModelVerdict, logprob_verdict, merge_models, sample_verdict
 from skyrm.records import Attributes, Label, Pair, content_hash
 from skyrm.runs import Meter, Progress, tracked_run
 from skyrm.selection import parse_selection

@@ -18,10 +18,10 @@ from typing import Any
 
 from skyrm.errors import ConfigError, JudgeError
 from skyrm.judges import DEFAULT_JUDGE, Judge, load_judge
-from skyrm.judges.calls import CachedJudge
-from skyrm.judges.label import resolve_targets
-from skyrm.judges.parsing import ParseError, parse_attributes
-from skyrm.judges.prompts import Budget, attributes_prompt, attributes_schema, load_template
+from skyrm.labelling.calls import CachedJudge
+from skyrm.labelling.label import resolve_targets
+from skyrm.labelling.parsing import ParseError, parse_attributes
+from skyrm.labelling.prompts import Budget, attributes_prompt, attributes_schema, load_template
 from skyrm.records import content_hash
 from skyrm.runs import Meter, Progress, tracked_run
 from skyrm.selection import POOL_CHOICES

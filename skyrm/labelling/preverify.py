@@ -18,11 +18,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from skyrm.judges import DEFAULT_JUDGE, Judge, LogprobsUnsupported, load_judge
-from skyrm.judges.calls import CachedJudge
-from skyrm.judges.label import resolve_targets, vote_seed
-from skyrm.judges.parsing import parse_choice
-from skyrm.judges.prompts import Budget, load_template, preverify_choices, preverify_prompt
-from skyrm.judges.votes import two_way
+from skyrm.labelling.calls import CachedJudge
+from skyrm.labelling.label import resolve_targets, vote_seed
+from skyrm.labelling.parsing import parse_choice
+from skyrm.labelling.prompts import Budget, load_template, preverify_choices, preverify_prompt
+from skyrm.labelling.votes import two_way
 from skyrm.records import content_hash
 from skyrm.runs import Meter, Progress, tracked_run
 from skyrm.store import Store

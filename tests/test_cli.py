@@ -42,6 +42,27 @@ def test_import_skyrm_and_help_load_no_heavy_backend():
     assert "HEAVY []" in out, out
 
 
+@pytest.mark.parametrize("breakage", ["import skyrm.no_such_module", "raise ModuleNotFoundError("
+                                       "\"No module named 'skyrm.cli.judge'\", name='skyrm.cli.judge')"])
+def test_a_broken_command_module_fails_loudly(breakage):
+    """A command module that cannot be imported stops the command line; it is never skipped in silence."""
+    code = ("import importlib.abc, importlib.machinery, sys\n"
+            "class Broken(importlib.abc.MetaPathFinder, importlib.abc.Loader):\n"
+            "    def find_spec(self, name, path, target=None):\n"
+            "        if name == 'skyrm.cli.judge':\n"
+            "            return importlib.machinery.ModuleSpec(name, self)\n"
+            "    def create_module(self, spec):\n"
+            "        return None\n"
+            "    def exec_module(self, module):\n"
+            f"        {breakage}\n"
+            "sys.meta_path.insert(0, Broken())\n"
+            "from skyrm.cli import main\n"
+            "main(['status', '--help'])\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "ModuleNotFoundError" in result.stderr and "skyrm." in result.stderr.splitlines()[-1], result.stderr
+
+
 def _skyrm(*args, db=None, check=False):
     cmd = [sys.executable, "-m", "skyrm", *args] + (["--db", str(db)] if db else [])
     return subprocess.run(cmd, capture_output=True, text=True, check=check)

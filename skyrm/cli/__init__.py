@@ -7,22 +7,20 @@ Importing this module loads no torch, transformers or llama_cpp.
 
 from __future__ import annotations
 
+import importlib
 import signal
 import sys
 
 from skyrm.cli._common import app, console_err
 from skyrm.errors import SkyrmError
 
-# Registering commands: each module adds its commands to `app` on import.
-from skyrm.cli import data as _data  # noqa: E402,F401
-
-for _optional in ("skyrm.cli.rm", "skyrm.cli.judge", "skyrm.cli.evaluate", "skyrm.cli.demo",
-                  "skyrm.cli.retrieve", "skyrm.cli.annotate", "skyrm.cli.curate"):
-    try:
-        __import__(_optional)
-    except ModuleNotFoundError as _exc:  # an area not built yet must not break the others
-        if _exc.name != _optional:
-            raise
+# Registering commands: each module adds its commands to `app` on import, in the order
+# `skyrm --help` lists them. A module that fails to import fails the command line loudly:
+# none imports an optional extra at load time (the commands that need one import it when
+# they run, and a missing one is reported there by name).
+COMMAND_MODULES = ("data", "rm", "judge", "evaluate", "demo", "retrieve", "annotate", "curate")
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"skyrm.cli.{_name}")
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -31,7 +31,7 @@ def probe(base: str, method: str, batch: int, length: int, precision: str) -> di
     from skyrm.rm.config import TrainConfig
     from skyrm.rm.loss import bt_loss
     from skyrm.rm.memory import GIB, ModelShape, activation_bytes_for, estimate_step_bytes, weight_bytes_for
-    from skyrm.rm.model import RewardReader, load_tokenizer, resolve_model
+    from skyrm.rm.backbone import RewardReader, load_tokenizer, resolve_model
     from skyrm.rm.build import build_model
     from skyrm.rm.runtime import autocast_dtype
 

@@ -72,7 +72,7 @@ def prepare(backbone: str, n_train: int, n_eval: int, max_length: int, seed: int
 
     from skyrm.records import content_hash
     from skyrm.rm.data import Renderer
-    from skyrm.rm.model import load_tokenizer, resolve_model
+    from skyrm.rm.backbone import load_tokenizer, resolve_model
 
     renderer = Renderer.for_tokenizer(load_tokenizer(resolve_model(backbone)), max_length)
     pairs = hh_pairs(10**9, seed)
@@ -147,7 +147,7 @@ def worker_trl(data: dict[str, Any], method: str, batch_size: int, seed: int, co
     from trl import RewardConfig, RewardTrainer
 
     from skyrm.rm.config import load_config
-    from skyrm.rm.model import RewardReader, head_modules, load_classifier, load_tokenizer, resolve_model
+    from skyrm.rm.backbone import RewardReader, head_modules, load_classifier, load_tokenizer, resolve_model
     from skyrm.rm.build import lora_targets
 
     class LoopTimer(TrainerCallback):

@@ -13,7 +13,7 @@ of the stored recipe name, so a changed recipe never mixes with older vectors):
   embedded is embedded again on the next run.
 
 The encoder is any sentence-transformers style directory (the offline default is the
-PyPI-shipped MiniLM, ``skyrm.models.minilm_dir``), a plain transformers encoder
+PyPI-shipped MiniLM, ``skyrm.shipped_models.minilm_dir``), a plain transformers encoder
 directory, or a hub name (through the local hub cache, or a download where a network
 exists). Pooling follows the directory's ``1_Pooling/config.json`` (mean or CLS; mean
 when absent), texts are cut at ``sentence_bert_config.json``'s ``max_seq_length`` (else
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from skyrm.errors import ConfigError, ModelError
-from skyrm.models import canonical_name, minilm_dir
+from skyrm.shipped_models import canonical_name, minilm_dir
 from skyrm.records import Attributes, Pair, content_hash
 from skyrm.runs import Progress, tracked_run
 from skyrm.text import render_plain

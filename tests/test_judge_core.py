@@ -284,3 +284,21 @@ def test_dedup_key_depends_on_everything():
     assert base != dedup_key("p", "llamacpp:m", "pairwise@1#x", {"mode": "logprob"}, 1)
     assert base != dedup_key("p", "hf:m", "pairwise@1#x", {"mode": "logprob"}, 0)
     assert base == dedup_key("p", "llamacpp:m", "pairwise@1#x", {"mode": "logprob"}, 0)
+
+
+def test_a_model_files_fingerprint_covers_the_whole_file(tmp_path):
+    """One rule for model files (skyrm.digests): a change past the first 4 MiB is a different model."""
+    import os
+
+    from skyrm.digests import file_digest, file_fingerprint
+
+    path = tmp_path / "m.gguf"
+    data = bytearray(5 << 20)
+    path.write_bytes(bytes(data))
+    before = file_fingerprint(path)
+    assert before.startswith("m.gguf:5242880:") and before.endswith(file_digest(path)[:16])
+    data[-1] = 1
+    path.write_bytes(bytes(data))
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # a new version even on a coarse clock
+    assert file_fingerprint(path) != before

@@ -78,7 +78,7 @@ def test_training_follows_the_plan_with_the_same_effective_batch(tmp_path):
     assert roomy["memory"]["batch_size"] == 8 and roomy["memory"]["grad_accum"] == 1
     # a budget between the estimates of 2 and 4 pairs: micro-batch 2, four of them per optimizer step
     from skyrm.rm.memory import ModelShape, estimate_step_bytes
-    from skyrm.rm.model import ModelSource, load_tokenizer
+    from skyrm.rm.backbone import ModelSource, load_tokenizer
     from skyrm.rm.config import load_config
     from skyrm.rm.build import build_model
 

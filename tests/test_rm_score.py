@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from skyrm.rm.model import RewardReader, last_real_index  # noqa: E402
+from skyrm.rm.backbone import RewardReader, last_real_index  # noqa: E402
 from skyrm.rm.score import load_reward_model, score_items, score_pool  # noqa: E402
 from test_rm_tiny import EOS_TEMPLATE, make_store, synthetic_pairs, tiny_decoder, tiny_encoder  # noqa: E402
 

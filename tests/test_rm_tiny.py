@@ -101,7 +101,7 @@ def tiny_encoder(path: Path, *, seed: int = 0) -> Path:
 
 
 def test_tiny_decoder_loads_as_a_one_label_classifier(tmp_path):
-    from skyrm.rm.model import ModelSource, head_name, load_classifier, load_tokenizer
+    from skyrm.rm.backbone import ModelSource, head_name, load_classifier, load_tokenizer
 
     directory = tiny_decoder(tmp_path / "dec")
     source = ModelSource(str(directory))
@@ -113,7 +113,7 @@ def test_tiny_decoder_loads_as_a_one_label_classifier(tmp_path):
 
 
 def test_pad_token_moves_off_eos_when_another_special_token_exists(tmp_path):
-    from skyrm.rm.model import ModelSource, load_tokenizer
+    from skyrm.rm.backbone import ModelSource, load_tokenizer
 
     directory = tiny_decoder(tmp_path / "dec", pad_is_eos=True)
     tokenizer = load_tokenizer(ModelSource(str(directory)))

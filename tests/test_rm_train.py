@@ -33,7 +33,7 @@ def files(directory: Path) -> set[str]:
 
 
 def test_lora_trains_adapters_and_head_and_leaves_base_weights_unchanged(tmp_path):
-    from skyrm.rm.model import ModelSource, load_tokenizer
+    from skyrm.rm.backbone import ModelSource, load_tokenizer
     from skyrm.rm.build import build_model
 
     base = tiny_decoder(tmp_path / "base")
@@ -169,7 +169,7 @@ def test_head_method_caches_features_and_its_checkpoint_scores_like_the_features
 
 def test_qlora_loads_4bit_and_trains(tmp_path):
     bnb = pytest.importorskip("bitsandbytes")
-    from skyrm.rm.model import ModelSource, load_tokenizer
+    from skyrm.rm.backbone import ModelSource, load_tokenizer
     from skyrm.rm.build import build_model
 
     store = make_store(tmp_path / "s.db")
@@ -225,7 +225,7 @@ def test_config_file_then_flags(tmp_path):
 
 
 def test_attention_choice():
-    from skyrm.rm.model import choose_attention
+    from skyrm.rm.backbone import choose_attention
 
     assert choose_attention("cpu") == "sdpa"
 
@@ -234,7 +234,7 @@ def test_attention_choice():
 def test_shared_prefix_rows_give_the_unpacked_rewards(tmp_path, pad_is_eos):
     from skyrm.rm.data import Renderer, encode_pairs, pack_pairs, pad_batch
     from skyrm.rm.loss import bt_loss
-    from skyrm.rm.model import ModelSource, RewardReader, load_classifier, load_tokenizer
+    from skyrm.rm.backbone import ModelSource, RewardReader, load_classifier, load_tokenizer
     from test_rm_tiny import synthetic_pairs
 
     source = ModelSource(str(tiny_decoder(tmp_path / "dec", pad_is_eos=pad_is_eos)))

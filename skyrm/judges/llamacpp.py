@@ -19,7 +19,6 @@ Deliberately not here: prompt wording, votes, the store.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import threading
@@ -29,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from skyrm.digests import file_fingerprint
 from skyrm.errors import JudgeError, ModelError
 from skyrm.judges.base import Generation, Prompt
 from skyrm.judges.chat import render_chat
@@ -111,14 +111,6 @@ def repack_decision(option: str | None = None) -> tuple[bool, str]:
     info = llama_cpp.llama_print_system_info()
     info = info.decode("utf-8", "replace") if isinstance(info, bytes) else str(info)
     return choose_repack(option, cpu_flags(), info)
-
-
-def file_fingerprint(path: Path, head_bytes: int = 1 << 22) -> str:
-    """Name, size and a hash of the first 4 MiB (header, metadata, first tensors): cheap and specific."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        digest.update(handle.read(head_bytes))
-    return f"{path.name}:{path.stat().st_size}:{digest.hexdigest()[:16]}"
 
 
 def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:

@@ -1,8 +1,8 @@
-"""Offline judge models by short name: the instruction-tuned GGUFs of ``skyrm.models``.
+"""Offline judge models by short name: the instruction-tuned GGUFs of ``skyrm.shipped_models``.
 
 ``smollm2`` is SmolLM2-135M-Instruct; ``qwen2.5-0.5b`` is Qwen2.5-Coder-0.5B-Instruct.
 Base models make poor judges and are not offered. Deliberately not here: loading the
-model (the backends do that) and where the files live (``skyrm.models``).
+model (the backends do that) and where the files live (``skyrm.shipped_models``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from skyrm.errors import ModelError
-from skyrm.models import INSTRUCT_GGUFS, canonical_name, offline_gguf
+from skyrm.shipped_models import INSTRUCT_GGUFS, canonical_name, offline_gguf
 
 OFFLINE_JUDGES = INSTRUCT_GGUFS
 

@@ -1,6 +1,6 @@
 """The model a training run updates: the backbone for its method (full, LoRA, QLoRA), and its state files.
 
-Deliberately not here: the loop (train.py), loading backbones (model.py).
+Deliberately not here: the loop (train.py), loading backbones (backbone.py).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 from skyrm.errors import ConfigError, ModelError
 from skyrm.rm.config import TrainConfig
-from skyrm.rm.model import ModelSource, head_modules, load_classifier, unwrap
+from skyrm.rm.backbone import ModelSource, head_modules, load_classifier, unwrap
 
 
 def lora_targets(model: Any, config: TrainConfig, skip: list[str]) -> list[str]:

@@ -23,20 +23,18 @@ here: training, scoring.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+from skyrm.digests import file_digest
 from skyrm.errors import ModelError
-from skyrm.models import cache_dir
-from skyrm.rm.model import ModelSource, head_modules, load_classifier, load_tokenizer, unwrap
+from skyrm.rm.backbone import ModelSource, head_modules, load_classifier, load_tokenizer, unwrap
 
 META = "meta.json"
 HEAD_FILE = "head.safetensors"
-METHODS = ("full", "lora", "qlora", "head")
 
 
 def read_meta(directory: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -185,43 +183,6 @@ def _weight_files(directory: Path, only: str | None = None) -> list[Path]:
 
 
 # ------------------------------------------------------------------ hashing
-_MEMO: dict[str, str] = {}
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file, memoised in memory and in the cache dir by (path, size, mtime)."""
-    stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    if key in _MEMO:
-        return _MEMO[key]
-    memo_path = cache_dir() / "file-hashes.json"
-    disk: dict[str, str] = {}
-    if stat.st_size > 64 << 20 and memo_path.exists():
-        try:
-            disk = json.loads(memo_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            disk = {}
-        if key in disk:
-            _MEMO[key] = disk[key]
-            return disk[key]
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(chunk)
-    value = digest.hexdigest()
-    _MEMO[key] = value
-    if stat.st_size > 64 << 20:  # only big files are worth a disk memo
-        try:
-            memo_path.parent.mkdir(parents=True, exist_ok=True)
-            disk[key] = value
-            tmp = memo_path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps(disk))
-            tmp.replace(memo_path)
-        except OSError:
-            pass
-    return value
-
-
 def fingerprint(files: list[Path], settings: dict[str, Any]) -> str:
     """Identity of a scorer: the content of the files that define it plus what shapes its inputs."""
     from skyrm.records import content_hash

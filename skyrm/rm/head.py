@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from skyrm.errors import ModelError
 from skyrm.records import Message, response_key
 from skyrm.rm.data import Renderer, length_grouped_batches, pad_batch
-from skyrm.rm.model import ModelSource, head_modules, head_name, last_real_index, load_classifier, unwrap
+from skyrm.rm.backbone import ModelSource, head_modules, head_name, last_real_index, load_classifier, unwrap
 from skyrm.runs import tracked_run
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -15,7 +15,7 @@ from typing import Any
 
 from skyrm.errors import ModelError
 from skyrm.rm.config import TrainConfig
-from skyrm.rm.model import default_device
+from skyrm.rm.backbone import default_device
 
 
 @dataclass

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from skyrm.errors import ConfigError, ModelError
 from skyrm.records import Message, response_key
 from skyrm.rm.data import Renderer, Skip, length_grouped_batches, pack_continuations, pad_batch
-from skyrm.rm.model import RewardReader, default_device, resolve_model
+from skyrm.rm.backbone import RewardReader, default_device, resolve_model
 from skyrm.runs import tracked_run
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -89,7 +89,7 @@ class RewardModel:
     @property
     def padding_side(self) -> str:
         """The tokenizer's side for decoders; always right for encoders, which pool at position 0."""
-        from skyrm.rm.model import head_name
+        from skyrm.rm.backbone import head_name
 
         if head_name(self.model) != "score":
             return "right"
@@ -258,7 +258,7 @@ def load_reward_model(path_or_name: str, *, device: str | None = None, dtype: An
             model, tokenizer, meta, files = load_checkpoint(source.path, device=device, dtype=torch_dtype)
         else:
             from skyrm.rm.checkpoint import _weight_files
-            from skyrm.rm.model import load_classifier, load_tokenizer
+            from skyrm.rm.backbone import load_classifier, load_tokenizer
 
             tokenizer = load_tokenizer(source)
             model, _ = load_classifier(source, tokenizer, dtype=torch_dtype, device=device)

@@ -12,7 +12,7 @@ from typing import Any
 from skyrm.rm.config import TrainConfig
 from skyrm.rm.data import length_grouped_batches, pack_pairs, packed_length, pad_batch
 from skyrm.rm.loss import bt_loss
-from skyrm.rm.model import RewardReader, unwrap
+from skyrm.rm.backbone import RewardReader, unwrap
 from skyrm.rm.runtime import Runtime, autocast
 
 

@@ -2,7 +2,7 @@
 
 ``train_reward_model(store, config)`` selects pairs (``Store.iter_pairs``,
 oriented so ``chosen`` is preferred), renders and tokenises them (data.py),
-loads the backbone (model.py) for the method:
+loads the backbone (backbone.py) for the method:
 
 - ``full``: every weight trains;
 - ``lora`` / ``qlora``: peft adapters on the backbone's linear layers, the
@@ -46,7 +46,7 @@ from skyrm.rm.checkpoint import META, save_checkpoint, write_json
 from skyrm.rm.config import TrainConfig
 from skyrm.rm.data import Renderer, length_grouped_batches
 from skyrm.rm.loss import bt_loss
-from skyrm.rm.model import ModelSource, RewardReader, load_tokenizer, resolve_model
+from skyrm.rm.backbone import ModelSource, RewardReader, load_tokenizer, resolve_model
 from skyrm.rm.runtime import Runtime, autocast, autocast_dtype, no_sync, peak_rss_mb, runtime, versions
 from skyrm.rm.steps import evaluate_pairs, lr_lambda, pair_lengths, pair_rewards, use_shared_prefix
 from skyrm.rm.trainset import encode_data, select_pairs

@@ -17,7 +17,7 @@
   mask, not from the pad id, so left or right padding and pad == EOS give the
   same reward as the unpadded sequence.
 
-Deliberately not here: rendering text (data.py), LoRA/training (train.py), files of a run (checkpoint.py).
+Deliberately not here: rendering text (data.py), LoRA (build.py), training (train.py), files of a run (checkpoint.py).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from skyrm.errors import ModelError
-from skyrm.models import OFFLINE_MODELS, cache_dir, canonical_name, minilm_dir, offline_gguf
+from skyrm.shipped_models import OFFLINE_MODELS, cache_dir, canonical_name, minilm_dir, offline_gguf
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 HEAD_NAMES = ("score", "classifier", "v_head")
 
-# Short names of models the project can load with no network (ASSETS.md; files: skyrm.models).
+# Short names of models the project can load with no network (ASSETS.md; files: skyrm.shipped_models).
 SHORT_NAMES: dict[str, str] = OFFLINE_MODELS
 # Cache folders of the offline GGUFs converted into transformers checkpoints.
 CONVERTED_DIRS = {"smollm2": "smollm2-135m-instruct", "gemma3-270m": "gemma3-270m",

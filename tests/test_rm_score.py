@@ -197,3 +197,26 @@ def test_shared_prefix_setting_is_checked(tmp_path):
 
     with pytest.raises(ConfigError, match="shared prefix"):
         load_reward_model(str(tiny_decoder(tmp_path / "m")), device="cpu", shared_prefix="auto")
+
+
+@pytest.mark.parametrize("base", ["encoder", "decoder"])
+def test_a_head_model_scores_its_cached_features_without_a_forward_pass(tmp_path, base):
+    from skyrm.rm.config import load_config
+    from skyrm.rm.train import train_reward_model
+
+    store = make_store(tmp_path / "s.db", n=16)
+    directory = (tiny_encoder if base == "encoder" else tiny_decoder)(tmp_path / "base")
+    trained = train_reward_model(store, load_config(
+        None, base=str(directory), method="head", pool="all", eval_pool="holdout", holdout=0.25,
+        out=str(tmp_path / "run"), max_length=64, batch_size=4, steps=4, device="cpu", precision="fp32"))
+    items = [item for _, pair, _ in store.iter_pairs("all", oriented=False)
+             for item in ((pair.prompt, pair.chosen), (pair.prompt, pair.rejected))]
+    model = load_reward_model(str(tmp_path / "run"), device="cpu")
+    fast = score_items(store, model, items, batch_size=4)
+    # training cached the features of every pair it kept (the rest did not fit max_length whole)
+    assert model.stats["from_features"] == 2 * (trained["train_pairs"] + trained["eval_pairs"]) > 0
+    plain = load_reward_model(str(tmp_path / "run"), device="cpu").rewards(items, batch_size=4)
+    assert fast == pytest.approx(plain, abs=1e-5)
+    shorter = load_reward_model(str(tmp_path / "run"), device="cpu", max_length=32)
+    score_items(store, shorter, items[:4], batch_size=4)
+    assert "from_features" not in shorter.stats  # other rendering: the cached features do not apply

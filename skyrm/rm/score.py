@@ -291,14 +291,47 @@ def score_items(store: "Store | None", model: RewardModel, items: Sequence[Item]
         if key not in cached and key not in todo:
             todo[key] = item
     if todo:
-        values = model.rewards(list(todo.values()), batch_size=batch_size, progress=progress)
-        fresh = dict(zip(todo, values))
+        fresh = head_rewards(store, model, list(todo))
+        rest = [key for key in todo if key not in fresh]
+        if rest:
+            values = model.rewards([todo[key] for key in rest], batch_size=batch_size, progress=progress)
+            fresh.update(zip(rest, values))
         if store is not None:
             store.put_rewards(model.fingerprint, {k: v for k, v in fresh.items() if math.isfinite(v)})
         cached = {**cached, **fresh}
     elif progress:
         progress(len(items), len(items), "all cached")
     return [cached[key] for key in keys]
+
+
+def head_rewards(store: "Store | None", model: RewardModel, keys: Sequence[str]) -> dict[str, float]:
+    """Rewards of a ``--method head`` checkpoint read from its frozen backbone's cached features.
+
+    The head trained on features in the store's ``features`` table (rm/head.py); an item found
+    there needs no forward pass, only the head (the same maths as the full forward, within float
+    rounding). Used only where the features were made as this model would score: same rendering,
+    fp32 without autocast. Items not found are left to ``RewardModel.rewards``.
+    """
+    info = model.meta.get("model") or {}
+    if store is None or not info.get("feature_key") or info.get("feature_amp") != "None" \
+            or model.meta.get("rendering") != model.renderer.describe():
+        return {}
+    import numpy as np
+    import torch
+
+    from skyrm.rm.head import apply_head, feature_spec, one_thread
+
+    if next(model.model.parameters()).dtype != torch.float32:
+        return {}
+    found = store.get_features(info["feature_key"], set(keys))
+    if not found:
+        return {}
+    names = list(found)
+    features = torch.from_numpy(np.stack([np.frombuffer(found[k], dtype=np.float32) for k in names]))
+    with torch.inference_mode(), one_thread():
+        values = apply_head(model.model, feature_spec(model.model), features.to(model.device)).cpu().tolist()
+    model.stats["from_features"] = model.stats.get("from_features", 0) + len(names)
+    return dict(zip(names, values))
 
 
 def sigmoid(x: float) -> float:

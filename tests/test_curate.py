@@ -45,10 +45,13 @@ def test_human_reason():
     assert human_reason(label(0.2, "rejected"), 0.1) is None
 
 
-def test_judge_accuracy_counts_ties_as_wrong():
+def test_judge_accuracy_is_over_decided_pairs_and_counts_abstentions_apart():
     truth = {"a": "chosen", "b": "rejected", "c": "chosen", "d": "chosen"}
-    assert judge_accuracy({"a": "chosen", "b": "chosen", "c": "tie"}, truth) == (1 / 3, 3)
-    assert judge_accuracy({}, truth) == (None, 0)
+    # c is contested (the orders disagree, verdict 'tie'): an abstention, not a wrong answer
+    assert judge_accuracy({"a": "chosen", "b": "chosen", "c": "tie"}, truth) == (1 / 2, 2, 1)
+    # a position-biased judge that is contested everywhere has no accuracy (and does not vote), not 0.0
+    assert judge_accuracy(dict.fromkeys(truth, "tie"), truth) == (None, 0, 4)
+    assert judge_accuracy({}, truth) == (None, 0, 0)
 
 
 # ------------------------------------------------------------ end to end

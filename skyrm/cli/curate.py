@@ -93,14 +93,20 @@ def _print_plan(estimate: dict[str, Any]) -> None:
                   f"{estimate['rates']}", highlight=False)
 
 
+def _judge_line(spec: str, info: dict[str, Any], voting: bool) -> str:
+    acc = info.get("accuracy")
+    figure = "n/a" if acc is None else f"{acc:.2f}"
+    return (f"{spec} {figure} on {info.get('n', 0)} decided, {info.get('abstained', 0)} abstained"
+            + ("" if voting else " (not voting)"))
+
+
 def print_report(report: dict[str, Any]) -> None:
     """The per-iteration table, the Stage 2 figures and the pools."""
     rows = report.get("stage1") or []
     if rows:
-        judges = rows[0]["judges"]
-        console.print("judges on gold: " + ", ".join(
-            f"{spec} {'n/a' if acc is None else f'{acc:.2f}'}{'' if spec in rows[0]['voting'] else ' (not voting)'}"
-            for spec, acc in judges.items()), highlight=False)
+        console.print("judges on gold (accuracy over the pairs they decided; contested pairs are abstentions): "
+                      + ", ".join(_judge_line(spec, info, spec in rows[0]["voting"])
+                                  for spec, info in rows[0]["judge_check"].items()), highlight=False)
         table = Table("iter", "trained on", "gold acc", "silver", "retrieved", "judged", "contested",
                       "queued", "seconds: train / embed / retrieve / judge / queue", title="stage 1")
         for row in rows:

@@ -4,7 +4,8 @@
   when the gold RM agrees with it **and** either the judges or the best RM do;
   otherwise discard it, or, with ``recycle="flip"``, keep it flipped (step 3).
 - ``human_reason``: why a judged pair needs a human (Stage 1 step 3), or None.
-- ``judge_accuracy``: a judge's verdicts on gold pairs against the human labels.
+- ``judge_accuracy``: a judge's verdicts on gold pairs against the human labels, over the pairs
+  it decided (contested pairs and ties are abstentions, counted apart).
 Deliberately not here: reading or writing the store.
 """
 
@@ -48,10 +49,19 @@ def human_reason(label: Label, low_confidence: float, objective_hint: bool = Fal
     return None
 
 
-def judge_accuracy(verdicts: Mapping[str, str], truth: Mapping[str, str]) -> tuple[float | None, int]:
-    """Share of gold pairs whose judge verdict equals the human one (a tie counts as wrong), and n."""
+def judge_accuracy(verdicts: Mapping[str, str], truth: Mapping[str, str]) -> tuple[float | None, int, int]:
+    """A judge's accuracy on gold pairs over the pairs it decided, how many it decided, how many it abstained on.
+
+    A verdict other than chosen/rejected (a contested pair, whose two orders disagree, or a
+    tie) is an abstention, not a wrong answer: such a label never votes in curation (Stage 2
+    reads it as "no opinion"), so counting it as wrong would measure a position-biased judge
+    at 0.0 instead of at its real accuracy on the pairs where it does speak. How often it
+    abstains is returned separately. ``(None, 0, abstained)`` when it decided nothing.
+    """
     judged = [pid for pid in truth if pid in verdicts]
-    if not judged:
-        return None, 0
-    right = sum(1 for pid in judged if verdicts[pid] == truth[pid])
-    return right / len(judged), len(judged)
+    decided = [pid for pid in judged if verdicts[pid] in ("chosen", "rejected")]
+    abstained = len(judged) - len(decided)
+    if not decided:
+        return None, 0, abstained
+    right = sum(1 for pid in decided if verdicts[pid] == truth[pid])
+    return right / len(decided), len(decided), abstained

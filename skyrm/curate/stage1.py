@@ -80,6 +80,7 @@ def _iteration(store: Store, steps: StepLog, config: CurateConfig, workdir: Path
             "judged": judged.get("labelled", 0), "contested": judged.get("contested", 0),
             "queued": queued["queued"], "model_calls": judged.get("model_calls", 0),
             "judges": {spec: info["accuracy"] for spec, info in check["judges"].items()},
+            "judge_check": check["judges"],
             "voting": list(voting), "seconds": seconds, "checkpoint": trained["best"]}
 
 

@@ -99,9 +99,9 @@ def check_judges(store: Store, config: CurateConfig, progress: Progress | None) 
                                                  round=0), progress=progress)
         labels = store.latest_labels(sample, "llm")
         verdicts = {pid: label.verdict for pid, label in labels.items() if label.producer == summary.producers[0]}
-        accuracy, n = judge_accuracy(verdicts, {pid: gold[pid] for pid in sample})
+        accuracy, n, abstained = judge_accuracy(verdicts, {pid: gold[pid] for pid in sample})
         votes = accuracy is not None and accuracy >= config.min_judge_gold_acc
-        results["judges"][spec] = {"accuracy": accuracy, "n": n, "votes": votes}
+        results["judges"][spec] = {"accuracy": accuracy, "n": n, "abstained": abstained, "votes": votes}
         results["model_calls"] += summary.model_calls
         if votes:
             results["voting"].append(spec)

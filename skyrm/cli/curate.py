@@ -89,8 +89,10 @@ def _print_plan(estimate: dict[str, Any]) -> None:
     console.print(table)
     minutes = estimate["estimated_seconds"] / 60
     console.print(f"estimate: {estimate['judge_calls']} judge calls ({estimate['judged_pairs']} pairs), "
-                  f"{estimate['trainings']} trainings, about {minutes:.1f} minutes at the rates "
-                  f"{estimate['rates']}", highlight=False)
+                  f"{estimate['trainings']} trainings, about {minutes:.1f} minutes "
+                  f"({', '.join(f'{k} {v:.0f} s' for k, v in estimate['seconds_by_work'].items())})", highlight=False)
+    console.print("seconds per unit: " + ", ".join(f"{k} {v:g} ({estimate['cost_sources'][k]})"
+                                                   for k, v in estimate["costs"].items()), highlight=False)
 
 
 def _judge_line(spec: str, info: dict[str, Any], voting: bool) -> str:

@@ -2,7 +2,9 @@
 
 Marked pairs get a ``rule`` label (verdict 'skip', reason in ``detail``), which
 moves them to the discarded pool; nothing is deleted (METHOD.md "Pre-processing").
-A benchmark prompt shorter than n words is matched whole.
+A benchmark prompt shorter than n words is matched whole. Which field of a benchmark
+row is its first-turn prompt is known by ``skyrm.formats`` (``first_turn_prompt``); a
+directory stands for the data files below it, as for import and eval.
 """
 
 from __future__ import annotations
@@ -10,47 +12,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 from skyrm.errors import InputError
-from skyrm.formats import iter_records
+from skyrm.formats import data_files, first_turn_prompt, iter_records
 from skyrm.records import Label
 from skyrm.store import Store
 from skyrm.text import ngrams, words
 
 DEFAULT_N = 13
 MIN_SHORT_PROMPT_WORDS = 5  # shorter prompts ("hi", "tell me a joke") would match everything
-
-
-def first_turn_prompt(row: Any) -> str | None:
-    """The first user turn of a benchmark row in any shape skyrm reads."""
-    if not isinstance(row, dict):
-        return None
-    for key in ("prompt", "question", "instruction"):
-        value = row.get(key)
-        if isinstance(value, str) and value.strip():
-            return value
-        if isinstance(value, list):
-            return _first_user(value)
-    for key in ("conversation_input", "conversations", "messages"):
-        if isinstance(row.get(key), list):
-            return _first_user(row[key])
-    chosen = row.get("chosen")
-    if isinstance(chosen, str) and "Human:" in chosen:  # HH transcripts
-        start = chosen.find("Human:") + len("Human:")
-        end = chosen.find("\n\nAssistant:", start)
-        return chosen[start:end if end >= 0 else None].strip()
-    if isinstance(chosen, list):
-        return _first_user(chosen)
-    return None
-
-
-def _first_user(messages: list[Any]) -> str | None:
-    for message in messages:
-        if isinstance(message, dict) and (message.get("role") or message.get("from")) in ("user", "human"):
-            content = message.get("content", message.get("value"))
-            return content if isinstance(content, str) else None
-    return None
 
 
 class NgramIndex:
@@ -86,18 +56,19 @@ class NgramIndex:
 
 def build_index(paths: Iterable[str | os.PathLike[str]], n: int = DEFAULT_N) -> NgramIndex:
     index = NgramIndex(n)
-    for path in paths:
+    for given in paths:
         found = 0
-        for line, row, error, _ in iter_records(path):
-            if error is not None:
-                continue
-            prompt = first_turn_prompt(row)
-            if prompt:
-                index.add(prompt, f"{Path(path).name}:{line}")
-                found += 1
+        for path in data_files(given) if Path(given).is_dir() else [Path(given)]:
+            for line, row, error, _ in iter_records(path):
+                if error is not None:
+                    continue
+                prompt = first_turn_prompt(row)
+                if prompt:
+                    index.add(prompt, f"{Path(path).name}:{line}")
+                    found += 1
         if found == 0:
             raise InputError("no first-turn prompts found (expected a prompt, question, "
-                             "conversation_input or messages field)", path=str(path))
+                             "conversation_input or messages field)", path=str(given))
     return index
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from skyrm.errors import InputError, SkyrmError
 from skyrm.formats import (SHAPE_TO_FORMAT, SHAPES, STDIN_NAME, PairWriter, default_source, detect_file_format,
-                           display_path, is_stdin, pair_to_row, read_pairs, sniff, strip_data_suffixes)
+                           data_files, display_path, is_stdin, pair_to_row, read_pairs, sniff, strip_data_suffixes)
 from skyrm.import_reader import read_batches, read_batches_in_children
 from skyrm.records import Label, content_hash
 from skyrm.selection import empty_selection_error
@@ -276,17 +276,6 @@ def import_file(store: Store, path: str | os.PathLike[str], *, fmt: str = "auto"
     return summary
 
 
-DATA_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet")
-
-
-def _data_files(directory: Path) -> list[Path]:
-    found = sorted(p for p in directory.rglob("*") if p.is_file() and
-                   any(p.name.endswith(s) or p.name.endswith(s + ".gz") for s in DATA_SUFFIXES))
-    if not found:
-        raise InputError("no .jsonl, .json or .parquet files in this directory", path=str(directory))
-    return found
-
-
 def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """Files as given; a directory stands for every data file below it, in sorted order.
 
@@ -315,7 +304,7 @@ def named_paths(paths: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, str
             named.append((path, default_source(path)))
         elif path.is_dir():
             named.extend((found, strip_data_suffixes(found.relative_to(path).as_posix()))
-                         for found in _data_files(path))
+                         for found in data_files(path))
         elif not path.exists():
             raise InputError("no such file", path=str(path))
         else:

@@ -56,3 +56,17 @@ def test_decontaminate_marks_rule_label_and_keeps_pair(store, tmp_path):
     assert (label.kind, label.producer, label.verdict) == ("rule", "decontam", "skip")
     assert label.detail["benchmark"] == "b.json:1" and len(label.detail["ngram"].split()) == 13
     assert store.get_pair(pid) is not None and store.pair_status(pid)["pool"] == "discarded"
+
+
+def test_a_directory_of_benchmark_files_is_read_like_its_files(tmp_path):
+    """As for import and eval, --against a directory reads every data file below it."""
+    from skyrm.decontam import build_index
+
+    folder = tmp_path / "bench" / "sub"
+    folder.mkdir(parents=True)
+    (folder / "a.jsonl").write_text(json.dumps({"prompt": "one two three four five six"}) + "\n")
+    (tmp_path / "bench" / "b.json").write_text(json.dumps([{"question": "seven eight nine ten eleven"}]))
+    (tmp_path / "bench" / "notes.txt").write_text("not data")
+    index = build_index([tmp_path / "bench"], n=13)
+    assert index.prompts == 2
+    assert index.match("say one two three four five six now") == ("one two three four five six", "a.jsonl:1")

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from skyrm.errors import ConfigError, InputError
-from skyrm.evaluate.benchmarks import load_benchmark, ppe_domain
+from skyrm.evaluate.benchmarks import load_benchmark
+from skyrm.evaluate.tasks.ppe import ppe_domain
 from skyrm.evaluate.run import EvalConfig, bench_keys, evaluate, parse_bench
 
 EVAL_DATA = Path(__file__).resolve().parent / "data" / "eval"

@@ -7,7 +7,7 @@ follow each benchmark's official scoring (``../shared/data/README.md``
 holds throughout: a comparison is won only with a strictly greater reward, so
 a tie counts as wrong.
 
-Deliberately not here: loading benchmarks (``benchmarks.py``), grouping items
+Deliberately not here: loading benchmarks (``tasks/``), grouping items
 into subsets, and anything random except the seeded best-of-N subsampling,
 whose generator is passed in.
 """
@@ -19,6 +19,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from skyrm.formats.benchmarks import RM_BENCH_STYLES  # the three responses per side, in the rows' order
+
 
 # ------------------------------------------------------------------ pairwise
 
@@ -78,9 +81,6 @@ def correct_incorrect_wins(scores: Sequence[float], correct: Sequence[bool]) -> 
 
 
 # ------------------------------------------------------------------ RM-Bench
-
-RM_BENCH_STYLES = ("concise", "detailed", "markdown")
-
 
 def rm_bench_matrix(chosen: Sequence[Sequence[float]], rejected: Sequence[Sequence[float]]) -> list[list[float]]:
     """M[i][j] = mean over prompts of 1[r(chosen style i) > r(rejected style j)]."""

@@ -6,7 +6,11 @@ and resumable step markers. Every write is idempotent where the caller gives
 an identity (content-hashed pairs, label ``dedup_key``), so an interrupted
 command can simply be run again.
 
-Deliberately not here: parsing files (formats.py) or deciding labels (judges, curate).
+It is the one module over ~400 lines on purpose: every query the project runs is
+here, next to the schema it reads (``migrations.py``), so a schema change is checked
+against every statement in one file, and no other module holds SQL.
+
+Deliberately not here: parsing files (``skyrm.formats``) or deciding labels (labelling, curate).
 """
 
 from __future__ import annotations

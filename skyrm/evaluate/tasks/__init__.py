@@ -1,0 +1,1 @@
+"""One module per benchmark, each a ``Task`` (``skyrm.evaluate.task``); ``skyrm.evaluate.benchmarks`` loads them by name."""

@@ -10,8 +10,10 @@ surer it is right). Neighbours are by cosine similarity of the embeddings that
 - ``exact_top_k`` is exact cosine top-k by chunked matrix products: the pool is walked
   in chunks of rows (each converted to float32 once), every query chunk is multiplied
   with it, and only entries at or above a query's current k-th best score are merged
-  into its running top-k, so memory is the pool matrix plus one chunk's products, never
-  a full similarity matrix. Ties go to the lower pool index. ``faiss_top_k`` gives the
+  into its running top-k, so memory is one pool chunk and its products, never a full
+  similarity matrix; ``streamed_top_k`` takes the chunks as they come, and ``retrieve``
+  streams them from the store (the pool is never in memory at once). Ties go to the
+  lower pool index. ``faiss_top_k`` gives the
   same neighbours with faiss-cpu's ``IndexFlatIP`` where it is installed (it needs a
   float32 copy of the pool; ties within float rounding may order differently).
 - ``retrieve`` scores the gold pairs (a finished ``skyrm score`` run of the same model
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -135,24 +137,37 @@ def exact_top_k(queries: np.ndarray, pool: np.ndarray, k: int, *, query_chunk: i
     Returns (indices, scores), each (len(queries), min(k, len(pool))), best first; ties go to
     the lower pool index. Any float dtype; products are float32.
     """
+    n = len(pool)
+    blocks = (pool[start:start + pool_chunk] for start in range(0, n, pool_chunk))
+    return streamed_top_k(queries, blocks, k, query_chunk=query_chunk, total=n, progress=progress)
+
+
+def streamed_top_k(queries: np.ndarray, blocks: Iterable[np.ndarray], k: int, *, query_chunk: int = QUERY_CHUNK,
+                   total: int | None = None, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``exact_top_k`` over a pool that arrives as consecutive row blocks (indices count across
+    blocks), so the pool never needs to be in memory at once. Blocks of a multiple of ``SUB``
+    rows take the fast candidate scan."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
-    m, n = len(queries), len(pool)
-    k = min(k, n)
-    best_s = np.full((m, k), -np.inf, dtype=np.float32)
-    best_i = np.full((m, k), -1, dtype=np.int64)
-    if k == 0 or m == 0:
-        return best_i, best_s
-    for p_start in range(0, n, pool_chunk):
-        block = np.ascontiguousarray(pool[p_start:p_start + pool_chunk], dtype=np.float32)
-        for q_start in range(0, m, query_chunk):
-            q_end = min(m, q_start + query_chunk)
-            products = queries[q_start:q_end] @ block.T
-            rows, cols, values = _candidates(products, best_s[q_start:q_end, k - 1], k)
-            if len(rows):
-                _merge(best_s[q_start:q_end], best_i[q_start:q_end], rows, values, cols + p_start)
-        if progress:
-            progress(min(n, p_start + pool_chunk), n, "pool rows searched")
-    return best_i, best_s
+    m = len(queries)
+    best_s = np.full((m, max(k, 0)), -np.inf, dtype=np.float32)
+    best_i = np.full((m, max(k, 0)), -1, dtype=np.int64)
+    seen = 0
+    if k > 0 and m > 0:
+        for pool_block in blocks:
+            block = np.ascontiguousarray(pool_block, dtype=np.float32)
+            for q_start in range(0, m, query_chunk):
+                q_end = min(m, q_start + query_chunk)
+                products = queries[q_start:q_end] @ block.T
+                rows, cols, values = _candidates(products, best_s[q_start:q_end, k - 1], min(k, len(block)))
+                if len(rows):
+                    _merge(best_s[q_start:q_end], best_i[q_start:q_end], rows, values, cols + seen)
+            seen += len(block)
+            if progress:
+                progress(seen, total, "pool rows searched")
+    else:
+        seen = total if total is not None else sum(len(b) for b in blocks)
+    found = min(k, seen)  # a pool smaller than k: its size
+    return best_i[:, :found], best_s[:, :found]
 
 
 def faiss_top_k(queries: np.ndarray, pool: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -247,17 +262,31 @@ def cached_gold_scores(store: Any, model: str, gold_ids: Sequence[str]) -> tuple
     return None
 
 
-def _load_vectors(batches: Any, dtype: Any) -> tuple[list[str], np.ndarray, int | None]:
-    ids: list[str] = []
-    parts = []
-    dim = None
+def _pool_blocks(batches: Iterable[list[tuple[str, bytes]]], skip: set[str], ids: list[str], dtype: Any,
+                 rows: int = POOL_CHUNK) -> Iterator[np.ndarray]:
+    """The store's (pair id, vector) batches as blocks of ``rows`` vectors (the last one shorter),
+    leaving out ``skip``; each block's ids are appended to ``ids`` as it is handed out. Held in
+    ``dtype`` (float16 rounds the vectors as a float16 pool matrix would)."""
+    block_ids: list[str] = []
+    blobs: list[bytes] = []
+
+    def block() -> np.ndarray:
+        ids.extend(block_ids)
+        matrix = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1).astype(dtype)
+        block_ids.clear()
+        blobs.clear()
+        return matrix
+
     for batch in batches:
-        ids.extend(pid for pid, _ in batch)
-        flat = np.frombuffer(b"".join(blob for _, blob in batch), dtype="<f4")
-        dim = dim or len(batch[0][1]) // 4
-        parts.append(flat.reshape(-1, dim).astype(dtype))
-    matrix = np.concatenate(parts) if parts else np.zeros((0, dim or 0), dtype=dtype)
-    return ids, matrix, dim
+        for pid, blob in batch:
+            if pid in skip:
+                continue
+            block_ids.append(pid)
+            blobs.append(blob)
+            if len(blobs) == rows:
+                yield block()
+    if blobs:
+        yield block()
 
 
 def retrieve(store: Any, config: RetrieveConfig, *, progress: Progress | None = None,
@@ -322,20 +351,25 @@ def select_and_record(store: Any, run_id: int, config: RetrieveConfig, confidenc
     vectors = store.get_embeddings(space[0], space[1], queries)
     ks = {g: adaptive_k(confidences[g], config.k_max) for g in queries}
     active = [g for g in queries if g in vectors and ks[g] > 0]
-    pool_ids, pool, _ = _load_vectors(
-        store.iter_embeddings(space[0], space[1], config.pool, without_label_kind=config.label_kind),
-        DTYPES[config.dtype])
-    query_set = set(queries)
-    keep = [i for i, pid in enumerate(pool_ids) if pid not in query_set]  # a query is never its own neighbour
-    if len(keep) != len(pool_ids):
-        pool_ids, pool = [pool_ids[i] for i in keep], pool[keep]
+    # The pool streams block by block through the exact search (memory: one block and the ids,
+    # whatever the pool's size); faiss needs the whole matrix. A query is never its own neighbour.
+    pool_ids: list[str] = []
+    blocks = _pool_blocks(store.iter_embeddings(space[0], space[1], config.pool, without_label_kind=config.label_kind),
+                          set(queries), pool_ids, DTYPES[config.dtype])
     links: list[Link] = []
-    if active and pool_ids:
+    if active:
         query_matrix = np.frombuffer(b"".join(vectors[g] for g in active), dtype="<f4").reshape(len(active), -1)
-        indices, scores = top_k(query_matrix, pool, max(ks[g] for g in active), backend=config.backend,
-                                progress=progress)
+        k = max(ks[g] for g in active)
+        if config.backend == "numpy":
+            indices, scores = streamed_top_k(query_matrix, blocks, k, progress=progress)
+        else:
+            parts = list(blocks)
+            pool = np.concatenate(parts) if parts else np.zeros((0, query_matrix.shape[1]), np.float32)
+            indices, scores = top_k(query_matrix, pool, k, backend=config.backend, progress=progress)
         links = select_neighbours(active, [ks[g] for g in active], [confidences[g] for g in active],
                                   indices, scores, pool_ids)
+    for _ in blocks:  # nothing to search for: the pool is still counted
+        pass
     new = store.add_retrievals(run_id, config.round, [(link.gold_id, link.pair_id, link.similarity, link.rank,
                                                        link.k, link.p) for link in links])
     histogram: dict[str, int] = {}

@@ -16,7 +16,7 @@ from skyrm.labelling.examples import ExampleSelector, example_selector
 from skyrm.labelling.label import resolve_targets
 from skyrm.records import Label, Pair
 from skyrm.retrieve import (RetrieveConfig, adaptive_k, exact_top_k, faiss_top_k, label_confidence,
-                            retrieved_round, select_and_record)
+                            retrieved_round, select_and_record, streamed_top_k)
 
 SPACE = ("test-fingerprint", "prompt@1")
 
@@ -89,6 +89,19 @@ def test_exact_top_k_equals_brute_force(n, m, k, pool_chunk, query_chunk):
     assert indices.shape == (m, min(k, n))
     assert (indices == expected).all()
     assert np.allclose(scores, np.take_along_axis(brute, expected, axis=1), atol=1e-6)
+
+
+def test_streamed_top_k_over_uneven_blocks_equals_the_whole_pool():
+    rng = np.random.default_rng(7)
+    pool = rng.standard_normal((3000, 16)).astype(np.float32)
+    pool /= np.linalg.norm(pool, axis=1, keepdims=True)
+    queries = pool[[5, 1700, 2999]] + 0.01
+    expected = exact_top_k(queries, pool, 9)
+    cuts = [0, 640, 645, 1999, 2048, 3000]  # blocks of 640 (the fast scan), 5, 1354, 49 and 952 rows
+    got = streamed_top_k(queries, (pool[a:b] for a, b in zip(cuts, cuts[1:])), 9, query_chunk=2)
+    assert (got[0] == expected[0]).all() and np.allclose(got[1], expected[1], atol=1e-6)  # BLAS block order
+    few = streamed_top_k(queries, iter([pool[:3]]), 9)  # a pool smaller than k
+    assert few[0].shape == (3, 3) and (few[0] == exact_top_k(queries, pool[:3], 9)[0]).all()
 
 
 def test_exact_top_k_on_float16_pool_and_empty_inputs():

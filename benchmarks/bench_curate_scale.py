@@ -5,7 +5,10 @@ Scale mode (default, ``--sizes 100000 400000``): each size runs in a child proce
 human-labelled pairs, trains the head RM on the gold pairs (``--method head``, ``--base``),
 then runs Stage 2's streaming parts over the whole pool: ``score_pool`` in chunks,
 ``embed_pool`` in chunks, and ``label_pairs`` on ``--judge-cap`` pairs with an in-process judge
-(no model: the judging flow's bookkeeping, not a model's memory). The child samples its own
+(no model: the judging flow's bookkeeping, not a model's memory), and Stage 2's search of the
+whole pool (``select_and_record``, every gold pair a query with k = k_max) on random unit vectors
+of ``--dim`` written into a space of their own (the search's memory, not an encoder's);
+``--phases`` picks among them. The child samples its own
 RSS every 50 ms (psutil) and reports each phase's peak and ``ru_maxrss``; the table prints both
 sizes and the ratio of the streaming phases' peaks. Target: the ratio near 1 (memory flat in
 pool size).
@@ -200,7 +203,34 @@ def ru_maxrss_mb(who: int = resource.RUSAGE_SELF) -> float:
 
 
 # ---------------------------------------------------------------- scale
-STREAMING = ("score", "embed", "judge")
+STREAMING = ("score", "embed", "judge", "retrieve")
+
+
+def retrieve_random(store: Any, dim: int, *, seed: int = 0, chunk: int = 20_000) -> dict[str, Any]:
+    """Stage 2's search over the whole pool, on random unit vectors written into a space of their own
+    (what is measured is the store streaming the pool through ``select_and_record``, not an encoder):
+    every gold pair is a query the RM gets wrong (k = k_max)."""
+    import numpy as np
+
+    from skyrm.retrieve import RetrieveConfig, select_and_record
+
+    space = ("bench-random", f"random{dim}@1")
+    rng = np.random.default_rng(seed)
+    ids = store.pair_ids("all")
+    for start in range(0, len(ids), chunk):
+        block = rng.standard_normal((len(ids[start:start + chunk]), dim)).astype(np.float32)
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        store.put_embeddings((pid, "random", space[1], space[0], None, dim, vec.astype("<f4").tobytes())
+                             for pid, vec in zip(ids[start:start + chunk], block))
+    del ids
+    gold = store.pair_ids("gold")
+    run_id = store.start_run("retrieve", {"bench": "random vectors"})
+    began = time.perf_counter()
+    _, stats = select_and_record(store, run_id, RetrieveConfig(model="-", round=1000), dict.fromkeys(gold, 0.3),
+                                 space)
+    store.finish_run(run_id, metrics=stats)
+    return {"queries": stats["queries"], "pool_searched": stats["pool_searched"], "links": stats["links"],
+            "search_seconds": round(time.perf_counter() - began, 1)}
 
 
 def scale_child(args: argparse.Namespace) -> dict[str, Any]:
@@ -240,7 +270,7 @@ def scale_child(args: argparse.Namespace) -> dict[str, Any]:
         return score_pool(store, str(workdir / "rm" / "best"), pool="unverified", batch_size=args.batch_size,
                           device="cpu", chunk=args.chunk, max_length=args.max_length)
 
-    scored = phase("score", score)
+    scored = phase("score", score) if "score" in args.phases else {"scored": 0, "pairs_per_s": None}
 
     def embed() -> dict[str, Any]:
         from skyrm.embed import EmbedConfig, embed_pool
@@ -248,7 +278,7 @@ def scale_child(args: argparse.Namespace) -> dict[str, Any]:
         return embed_pool(store, EmbedConfig(model=base if args.tiny else args.embed_model, pool="unverified",
                                              what="prompt", batch_size=64, chunk=args.chunk, device="cpu"))
 
-    embedded = phase("embed", embed)
+    embedded = phase("embed", embed) if "embed" in args.phases else {"embedded": 0, "texts_per_s": None}
 
     def judge() -> dict[str, Any]:
         from skyrm.labelling.label import JudgeConfig, label_pairs
@@ -258,13 +288,18 @@ def scale_child(args: argparse.Namespace) -> dict[str, Any]:
                                                  limit=args.judge_cap, seed=args.seed, round=1000))
         return {"labelled": summary.labelled, "model_calls": summary.model_calls}
 
-    judged = phase("judge", judge)
+    judged = phase("judge", judge) if "judge" in args.phases else {"labelled": 0, "model_calls": 0}
+
+    def search() -> dict[str, Any]:
+        return retrieve_random(store, args.dim, seed=args.seed)
+
+    searched = phase("retrieve", search) if "retrieve" in args.phases else {}
     peaks = sampler.stop()
     store.close()
     return {"pairs": args.child_size, "gold": args.gold, "base": "tiny" if args.tiny else args.base,
             "max_length": args.max_length, "chunk": args.chunk, "pools": built["pools"], "seconds": seconds,
             "peak_rss_mb": peaks, "ru_maxrss_mb": round(ru_maxrss_mb(), 1),
-            "streaming_peak_mb": max(peaks.get(p, 0.0) for p in STREAMING),
+            "streaming_peak_mb": max(peaks.get(p, 0.0) for p in STREAMING), "retrieve": searched,
             "train_pairs": trained["train_pairs"], "gold_accuracy": trained["best_accuracy"],
             "scored": scored["scored"], "score_pairs_per_s": scored["pairs_per_s"],
             "embedded": embedded["embedded"], "embed_texts_per_s": embedded["texts_per_s"],
@@ -278,7 +313,8 @@ def run_scale(args: argparse.Namespace) -> list[dict[str, Any]]:
             cmd = [sys.executable, __file__, "--child-size", str(size), "--workdir", str(Path(tmp) / f"n{size}"),
                    "--gold", str(args.gold), "--base", args.base, "--embed-model", args.embed_model,
                    "--max-length", str(args.max_length), "--chunk", str(args.chunk), "--batch-size",
-                   str(args.batch_size), "--judge-cap", str(args.judge_cap), "--seed", str(args.seed)]
+                   str(args.batch_size), "--judge-cap", str(args.judge_cap), "--seed", str(args.seed),
+                   "--dim", str(args.dim), "--phases", *args.phases]
             if args.tiny:
                 cmd.append("--tiny")
             began = time.perf_counter()
@@ -298,11 +334,14 @@ def scale_table(rows: list[dict[str, Any]]) -> Table:
                 title="Stage 2 streaming parts: memory by pool size")
     for row in rows:
         for name in ("build", "train", *STREAMING):
-            out.add_row(f"{row['pairs']:,}", row["base"], name, str(row["seconds"].get(name)),
-                        str(row["peak_rss_mb"].get(name)))
+            if name in row["seconds"]:
+                out.add_row(f"{row['pairs']:,}", row["base"], name, str(row["seconds"].get(name)),
+                            str(row["peak_rss_mb"].get(name)))
     if len(rows) >= 2:
         small, large = rows[0], rows[-1]
         for name in STREAMING:
+            if name not in small["peak_rss_mb"] or name not in large["peak_rss_mb"]:
+                continue
             ratio = large["peak_rss_mb"][name] / small["peak_rss_mb"][name]
             out.add_row(f"{large['pairs']:,} / {small['pairs']:,}", "", name, "", f"ratio {ratio:.3f}")
         ratio = large["streaming_peak_mb"] / small["streaming_peak_mb"]
@@ -395,6 +434,9 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=4096)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--judge-cap", type=int, default=200, help="pairs judged in scale mode")
+    parser.add_argument("--phases", nargs="+", choices=STREAMING, default=list(STREAMING),
+                        help="streaming phases of scale mode (the store is built and the RM trained always)")
+    parser.add_argument("--dim", type=int, default=384, help="dimension of the retrieve phase's random vectors")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tmp", help="directory for the temporary stores (default: the system's)")
     parser.add_argument("--json", type=Path)

@@ -41,7 +41,7 @@ from typing import Any
 from skyrm.errors import ConfigError, ModelError
 from skyrm.shipped_models import canonical_name, minilm_dir
 from skyrm.records import Attributes, Pair, content_hash
-from skyrm.runs import Progress, tracked_run
+from skyrm.runs import Meter, Progress, tracked_run
 from skyrm.text import render_plain
 
 DEFAULT_MODEL = "minilm"
@@ -249,8 +249,7 @@ def embed_pool(store: Any, config: EmbedConfig, *, progress: Progress | None = N
                               "recipe": recipe, "pool": config.pool, "todo": len(todo), "embedded": 0,
                               "truncated": 0, "dim": None, "load_seconds": 0.0, "seconds": 0.0,
                               "texts_per_s": None}
-    if progress:
-        progress(0, len(todo), "")
+    meter = Meter(progress, len(todo))
     if not group.broadcast(len(todo)):
         return {**result, "run_id": None}
     run_config = {**asdict(config), "recipe": recipe, "encoder": spec.as_dict()}
@@ -259,12 +258,11 @@ def embed_pool(store: Any, config: EmbedConfig, *, progress: Progress | None = N
     block_size = config.chunk * group.world
     released = False
     with tracked_run(store, "embed", run_config) as run:
-        started = time.perf_counter()
         try:
             encoder = encoder or Encoder(spec, device=group.device or config.device, batch_size=config.batch_size)
             result["dim"] = encoder.dim
-            result["load_seconds"] = round(time.perf_counter() - started, 3)
-            started = time.perf_counter()  # texts/s counts embedding and storing, not loading the model
+            result["load_seconds"] = round(meter.seconds, 3)
+            meter.started = time.perf_counter()  # texts/s counts embedding and storing, not loading the model
             for start in range(0, len(todo), block_size):
                 ids = todo[start:start + block_size]
                 pairs = store.get_pairs(ids)
@@ -276,15 +274,13 @@ def embed_pool(store: Any, config: EmbedConfig, *, progress: Progress | None = N
                 result["embedded"] += store.put_embeddings(
                     (pid, config.model, recipe, spec.fingerprint, attribute_ids.get(pid), encoder.dim,
                      vector_blob(vec)) for pid, vec in zip(ids, vectors))
-                if progress:
-                    elapsed = time.perf_counter() - started
-                    progress(start + len(ids), len(todo), f"{result['embedded'] / elapsed:.0f} texts/s")
+                meter.advance(start + len(ids), f"{meter.per_second(result['embedded']):.0f} texts/s")
             released = True
             group.scatter([None] * group.world)  # the end of the work
         finally:  # a failed or interrupted run keeps its partial figures
             if not released and group.world > 1:
                 group.scatter([None] * group.world)  # an error on rank 0 must not leave the others waiting
-            seconds = time.perf_counter() - started
+            seconds = meter.seconds
             result["seconds"] = round(seconds, 3)
             result["texts_per_s"] = round(result["embedded"] / seconds, 2) if seconds > 0 else None
             run.metrics = {k: v for k, v in result.items() if k != "path"}

@@ -31,6 +31,7 @@ the second iteration, which reuses the features and embeddings of the first.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -206,23 +207,29 @@ def ru_maxrss_mb(who: int = resource.RUSAGE_SELF) -> float:
 STREAMING = ("score", "embed", "judge", "retrieve")
 
 
-def retrieve_random(store: Any, dim: int, *, seed: int = 0, chunk: int = 20_000) -> dict[str, Any]:
-    """Stage 2's search over the whole pool, on random unit vectors written into a space of their own
-    (what is measured is the store streaming the pool through ``select_and_record``, not an encoder):
-    every gold pair is a query the RM gets wrong (k = k_max)."""
+def random_vectors(store: Any, dim: int, *, seed: int = 0, chunk: int = 20_000) -> tuple[str, str]:
+    """Random unit vectors of ``dim`` for every pair, in a space of their own; returns the space."""
     import numpy as np
-
-    from skyrm.retrieve import RetrieveConfig, select_and_record
 
     space = ("bench-random", f"random{dim}@1")
     rng = np.random.default_rng(seed)
-    ids = store.pair_ids("all")
-    for start in range(0, len(ids), chunk):
-        block = rng.standard_normal((len(ids[start:start + chunk]), dim)).astype(np.float32)
+    pairs = store.iter_pairs("all", oriented=False)  # keyset pages: no list of the whole pool
+    while True:
+        ids = [pid for pid, _, _ in itertools.islice(pairs, chunk)]
+        if not ids:
+            return space
+        block = rng.standard_normal((len(ids), dim)).astype(np.float32)
         block /= np.linalg.norm(block, axis=1, keepdims=True)
         store.put_embeddings((pid, "random", space[1], space[0], None, dim, vec.astype("<f4").tobytes())
-                             for pid, vec in zip(ids[start:start + chunk], block))
-    del ids
+                             for pid, vec in zip(ids, block))
+
+
+def retrieve_random(store: Any, space: tuple[str, str]) -> dict[str, Any]:
+    """Stage 2's search over the whole pool in ``space`` (what is measured is the store streaming
+    the pool through ``select_and_record``, not an encoder): every gold pair is a query the RM
+    gets wrong (k = k_max)."""
+    from skyrm.retrieve import RetrieveConfig, select_and_record
+
     gold = store.pair_ids("gold")
     run_id = store.start_run("retrieve", {"bench": "random vectors"})
     began = time.perf_counter()
@@ -290,10 +297,10 @@ def scale_child(args: argparse.Namespace) -> dict[str, Any]:
 
     judged = phase("judge", judge) if "judge" in args.phases else {"labelled": 0, "model_calls": 0}
 
-    def search() -> dict[str, Any]:
-        return retrieve_random(store, args.dim, seed=args.seed)
-
-    searched = phase("retrieve", search) if "retrieve" in args.phases else {}
+    searched = {}
+    if "retrieve" in args.phases:
+        space = phase("vectors", lambda: random_vectors(store, args.dim, seed=args.seed))
+        searched = phase("retrieve", lambda: retrieve_random(store, space))
     peaks = sampler.stop()
     store.close()
     return {"pairs": args.child_size, "gold": args.gold, "base": "tiny" if args.tiny else args.base,
@@ -333,7 +340,7 @@ def scale_table(rows: list[dict[str, Any]]) -> Table:
     out = Table("pairs", "base", "phase", "seconds", "peak RSS MB",
                 title="Stage 2 streaming parts: memory by pool size")
     for row in rows:
-        for name in ("build", "train", *STREAMING):
+        for name in ("build", "train", *STREAMING[:3], "vectors", STREAMING[3]):
             if name in row["seconds"]:
                 out.add_row(f"{row['pairs']:,}", row["base"], name, str(row["seconds"].get(name)),
                             str(row["peak_rss_mb"].get(name)))

@@ -115,3 +115,31 @@ def test_decontam_cli_marks_and_keeps(tmp_path):
     assert status["pairs"] == 2 and status["pools"]["discarded"] == 1
     again = json.loads(_skyrm("decontam", "--against", str(bench), "--json", db=db, check=True).stdout)
     assert again["marked"] == 0
+
+
+def test_train_flags_are_read_from_the_config_table(monkeypatch, tmp_path):
+    """`skyrm train` builds its flags from rm/config.py's TRAIN_FLAGS and TrainConfig's field types."""
+    import dataclasses
+
+    import skyrm.rm.config as config_module
+    from skyrm.errors import ConfigError
+    from skyrm.rm.config import TRAIN_FLAGS, TrainConfig
+
+    assert set(TRAIN_FLAGS) <= {f.name for f in dataclasses.fields(TrainConfig)}
+    seen = []
+
+    def fake_load_config(path, **settings):
+        seen.append((path, settings))
+        raise ConfigError("stop before training")
+
+    monkeypatch.setattr(config_module, "load_config", fake_load_config)
+    args = ["train", "--db", str(tmp_path / "s.db"), "--base", "minilm", "--out", "runs/x/", "--steps", "3",
+            "--lr", "0.001", "--no-gradient-checkpointing"]
+    for extra in ([], ["--resume", "--config", str(tmp_path / "t.toml")]):
+        result = runner.invoke(app, args + extra)
+        assert isinstance(result.exception, ConfigError), result.output
+    (path, plain), (toml, resumed) = seen
+    assert path is None and set(plain) == set(TRAIN_FLAGS)
+    assert {k: v for k, v in plain.items() if v is not None} == {
+        "base": "minilm", "out": "runs/x", "steps": 3, "lr": 0.001, "gradient_checkpointing": False}
+    assert toml == tmp_path / "t.toml" and resumed["resume"] is True

@@ -113,3 +113,20 @@ def progress_bar(description: str, *, enabled: bool = True) -> Iterator[Progress
             bar.update(task, completed=done, total=total, note=note)
 
         yield update
+
+
+def run_reported(description: str, work: Callable[[ProgressCallback], Any], *, json_: bool, main: bool = True,
+                 as_json: Callable[[Any], Any] = lambda result: result) -> Any:
+    """Run ``work(progress)`` under a progress bar, and print its result as JSON under ``--json``.
+
+    Returns the result for the caller to render, or None when nothing is left to show: the JSON
+    is printed, or this is not the main process of a data-parallel launch (which shows nothing).
+    """
+    with progress_bar(description, enabled=main and not json_) as progress:
+        result = work(progress)
+    if not main:
+        return None
+    if json_:
+        print_json(as_json(result))
+        return None
+    return result

@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from skyrm.cli._common import (DbOption, JsonOption, app, console, discard_new_empty_store, open_store, print_json,
-                               progress_bar)
+                               progress_bar, run_reported)
 from skyrm.errors import InputError
 from skyrm.formats import FORMATS, SHAPES
 
@@ -103,10 +103,10 @@ def export(
     from skyrm.ingest import export_pairs
 
     store = open_store(db)
-    with progress_bar("export", enabled=not json_) as progress:
-        count = export_pairs(store, to, pool=pool, shape=shape, progress=progress)
-    if json_:
-        print_json({"path": str(to), "pool": pool, "shape": shape, "pairs": count})
+    count = run_reported("export", lambda progress: export_pairs(store, to, pool=pool, shape=shape,
+                                                                 progress=progress),
+                         json_=json_, as_json=lambda n: {"path": str(to), "pool": pool, "shape": shape, "pairs": n})
+    if count is None:
         return
     console.print(f"wrote {count} pairs to [bold]{to}[/bold]")
 
@@ -207,10 +207,8 @@ def decontam(
     if n < 1:
         raise InputError("--n must be at least 1")
     store = open_store(db)
-    with progress_bar("decontam", enabled=not json_) as progress:
-        result = decontaminate(store, against, n=n, progress=progress)
-    if json_:
-        print_json(result)
-    else:
+    result = run_reported("decontam", lambda progress: decontaminate(store, against, n=n, progress=progress),
+                          json_=json_)
+    if result is not None:
         console.print(f"checked {result['checked']} pairs against {result['benchmark_prompts']} benchmark "
                       f"prompts: {result['marked']} newly marked as contaminated")

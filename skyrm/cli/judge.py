@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from skyrm.cli._common import DbOption, JsonOption, app, console, open_store, print_json, progress_bar
+from skyrm.cli._common import DbOption, JsonOption, app, console, open_store, run_reported
 from skyrm.judges import DEFAULT_JUDGE
 
 JudgeSpecOption = Annotated[str, typer.Option(
@@ -34,10 +34,9 @@ def attributes(
 
     store = open_store(db)
     config = AttributesConfig(judge=judge, pool=pool, limit=limit, retries=retries)
-    with progress_bar("attributes", enabled=not json_) as progress:
-        summary = generate_attributes(store, config, progress=progress)
-    if json_:
-        print_json(summary.as_dict())
+    summary = run_reported("attributes", lambda progress: generate_attributes(store, config, progress=progress),
+                           json_=json_, as_json=lambda done: done.as_dict())
+    if summary is None:
         return
     console.print(f"attributes: {summary.written} written, {summary.failed} failed of {summary.targets} pairs "
                   f"({summary.model_calls} model calls, {summary.cache_hits} from cache) by {summary.producer}")
@@ -81,10 +80,9 @@ def judge(
     config = JudgeConfig(judges=tuple(judge_ or [DEFAULT_JUDGE]), mode=mode, votes=votes, shots=shots, pool=pool,
                          limit=limit, seed=seed, round=round_, contested=contested, chunk=batch,
                          examples=examples)
-    with progress_bar("judge", enabled=not json_) as progress:
-        summary = label_pairs(store, config, progress=progress)
-    if json_:
-        print_json(summary.as_dict())
+    summary = run_reported("judge", lambda progress: label_pairs(store, config, progress=progress),
+                           json_=json_, as_json=lambda done: done.as_dict())
+    if summary is None:
         return
     table = Table("targets", "already done", "labelled", "contested", "failed", "verdicts", "pairs/s",
                   "model calls", "cache hits")
@@ -121,10 +119,9 @@ def preverify(
 
     store = open_store(db)
     config = PreverifyConfig(judge=judge, pool=pool, limit=limit, all_pairs=all_pairs)
-    with progress_bar("preverify", enabled=not json_) as progress:
-        summary = run_preverify(store, config, progress=progress)
-    if json_:
-        print_json(summary.as_dict())
+    summary = run_reported("preverify", lambda progress: run_preverify(store, config, progress=progress),
+                           json_=json_, as_json=lambda done: done.as_dict())
+    if summary is None:
         return
     console.print(f"preverify: {summary.checked_pairs} pairs checked ({summary.hints_written} hints, "
                   f"{summary.failed} failed, {summary.already_done} already done; skipped "

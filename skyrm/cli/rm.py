@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+import typing
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
 
-from skyrm.cli._common import DbOption, JsonOption, app, console, open_store, print_json, progress_bar
+from skyrm.cli._common import DbOption, JsonOption, app, console, open_store, print_json, run_reported
 from skyrm.errors import ConfigError
 
 
@@ -17,76 +19,43 @@ def _is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-@app.command()
-def train(
-    db: DbOption,
-    base: Annotated[Optional[str], typer.Option(help="Backbone: a directory, .gguf file, hub name, or a short "
-                                                "name: minilm, smollm2, gemma3-270m, qwen2.5-0.5b.")] = None,
-    method: Annotated[Optional[str], typer.Option(help="full, lora, qlora or head (frozen backbone, "
-                                                  "cached features, trains in seconds). Default lora.")] = None,
-    pool: Annotated[Optional[str], typer.Option(help="Training pairs: silver, gold, curated, trainable, all, "
-                                                "or a source name. Default silver.")] = None,
-    eval_pool: Annotated[Optional[str], typer.Option(help="Evaluation pairs (best checkpoint by accuracy): a "
-                                                     "pool, a source, or 'holdout'. Default gold.")] = None,
-    holdout: Annotated[Optional[float], typer.Option(help="Share of training prompts held out for evaluation "
-                                                     "when the eval pool is empty or 'holdout'.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/rm-METHOD-BASE-DATA).")] = None,
-    max_length: Annotated[Optional[int], typer.Option(help="Max tokens per (history, response).")] = None,
-    epochs: Annotated[Optional[float], typer.Option(help="Passes over the training pairs.")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Optimizer steps (overrides --epochs).")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (default by method).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Pairs per micro-batch.")] = None,
-    grad_accum: Annotated[Optional[int], typer.Option(help="Micro-batches per optimizer step.")] = None,
-    eval_every: Annotated[Optional[int], typer.Option(help="Steps between evaluations.")] = None,
-    save_every: Annotated[Optional[int], typer.Option(help="Steps between resumable checkpoints.")] = None,
-    precision: Annotated[Optional[str], typer.Option(help="auto, bf16 or fp32.")] = None,
-    gradient_checkpointing: Annotated[Optional[bool], typer.Option(
-        "--gradient-checkpointing/--no-gradient-checkpointing", help="Trade compute for memory.")] = None,
-    shared_prefix: Annotated[Optional[str], typer.Option(
-        help="auto: decoders run each pair as one row with the history once (checked on real pairs "
-             "first); off: chosen and rejected as two rows.")] = None,
-    lora_r: Annotated[Optional[int], typer.Option(help="LoRA rank.")] = None,
-    lora_alpha: Annotated[Optional[int], typer.Option(help="LoRA alpha.")] = None,
-    margin: Annotated[Optional[float], typer.Option(help="BT margin m in -log σ(r_w - r_l - m).")] = None,
-    center_coef: Annotated[Optional[float], typer.Option(help="Reward-centering coefficient.")] = None,
-    max_pairs: Annotated[Optional[int], typer.Option(help="Train on a seeded sample of at most N pairs.")] = None,
-    max_eval_pairs: Annotated[Optional[int], typer.Option(help="Evaluate on a seeded sample of at most N pairs.")] = None,
-    head_epochs: Annotated[Optional[int], typer.Option(help="--method head: passes over the cached features.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed for data order, hold-out and new weights.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 … (default: cuda if present).")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="TOML file with any of these settings.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")] = False,
-    max_memory: Annotated[Optional[str], typer.Option(
-        help="Memory a training step may use, e.g. 16GB (default: what the machine has free). A batch "
-             "that would not fit runs as smaller micro-batches with gradient accumulation.")] = None,
-    json_: JsonOption = False,
-) -> None:
+def _train_options() -> list[inspect.Parameter]:
+    """One option per ``TRAIN_FLAGS`` entry, typed by its ``TrainConfig`` field; each defaults to None,
+    so a flag not given leaves the TOML file's value or the dataclass default (rm/config.py)."""
+    from skyrm.rm.config import TRAIN_FLAGS, TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    options = []
+    for name, flag in TRAIN_FLAGS.items():
+        kind = Path if flag.path else next(t for t in typing.get_args(hints[name]) or (hints[name],)
+                                           if t is not type(None))
+        annotation = Annotated[Optional[kind], typer.Option(*flag.decls, help=flag.help)]
+        options.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation))
+    return options
+
+
+def train(db: DbOption, config: Optional[Path] = None, json_: JsonOption = False, **flags: Any) -> None:
     """Train a Bradley-Terry reward model on a pool; keep the checkpoint with the best eval accuracy.
 
     Runs data-parallel under `accelerate launch --num_processes N [--cpu] -m skyrm train ...`.
 
     Example: skyrm train --base minilm --method lora --pool silver --eval-pool gold --out runs/rm1
     """
-    from skyrm.rm.config import load_config
+    from skyrm.rm.config import TRAIN_FLAGS, load_config
+
+    settings = {}
+    for name, value in flags.items():
+        flag = TRAIN_FLAGS[name]
+        if value is False and flag.decls and "/" not in flag.decls[0]:
+            value = None  # an on-only flag not given (--resume) leaves the config file's value
+        settings[name] = str(value) if flag.path and value is not None else value
+    cfg = load_config(config, **settings)  # a bad setting is reported before torch loads
     from skyrm.rm.train import train_reward_model
 
-    settings = dict(base=base, method=method, pool=pool, eval_pool=eval_pool, holdout=holdout,
-                    out=str(out) if out else None, max_length=max_length, epochs=epochs, steps=steps, lr=lr,
-                    batch_size=batch_size, grad_accum=grad_accum, eval_every=eval_every, save_every=save_every,
-                    precision=precision, gradient_checkpointing=gradient_checkpointing,
-                    shared_prefix=shared_prefix, lora_r=lora_r,
-                    lora_alpha=lora_alpha, margin=margin, center_coef=center_coef, max_pairs=max_pairs,
-                    max_eval_pairs=max_eval_pairs, head_epochs=head_epochs,
-                    seed=seed, device=device, resume=resume or None, max_memory=max_memory)
-    cfg = load_config(config, **settings)
     store = open_store(db)
-    main = _is_main_process()
-    with progress_bar(f"train {cfg.method}", enabled=main and not json_) as progress:
-        result = train_reward_model(store, cfg, progress=progress)
-    if not main:
-        return
-    if json_:
-        print_json(result)
+    result = run_reported(f"train {cfg.method}", lambda progress: train_reward_model(store, cfg, progress=progress),
+                          json_=json_, main=_is_main_process())
+    if result is None:
         return
     table = Table("metric", "value")
     for key in ("out", "run_id", "method", "train_pairs", "eval_pairs", "eval_source", "steps", "best_step",
@@ -106,6 +75,18 @@ def train(
     console.print(table)
     if memory.get("note"):
         console.print(f"[yellow]memory:[/yellow] {memory['note']}", highlight=False)
+
+
+_options = _train_options()
+_config = inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+    Optional[Path], typer.Option("--config", help="TOML file with any of these settings.")])
+_at = [p.name for p in _options].index("resume")  # --config is listed before --resume
+train.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+    inspect.Parameter("db", inspect.Parameter.KEYWORD_ONLY, annotation=DbOption),
+    *_options[:_at], _config, *_options[_at:],
+    inspect.Parameter("json_", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonOption),
+])
+app.command()(train)
 
 
 @app.command()
@@ -140,14 +121,10 @@ def score(
     if chunk < 1:
         raise ConfigError("--chunk must be at least 1")
     store = open_store(db)
-    main = _is_main_process()
-    with progress_bar("score", enabled=main and not json_) as progress:
-        result = score_pool(store, model, pool=pool, batch_size=batch_size, progress=progress, device=device,
-                            dtype=dtype, shared_prefix=shared_prefix, chunk=chunk, max_length=max_length)
-    if not main:
-        return
-    if json_:
-        print_json(result)
+    result = run_reported("score", lambda progress: score_pool(
+        store, model, pool=pool, batch_size=batch_size, progress=progress, device=device, dtype=dtype,
+        shared_prefix=shared_prefix, chunk=chunk, max_length=max_length), json_=json_, main=_is_main_process())
+    if result is None:
         return
     table = Table("metric", "value")
     for key, value in result.items():

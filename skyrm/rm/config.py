@@ -102,6 +102,55 @@ class TrainConfig:
         return dict(dataclasses.asdict(self), learning_rate=self.learning_rate)
 
 
+@dataclass(frozen=True)
+class Flag:
+    """How one ``TrainConfig`` field is given on the command line."""
+
+    help: str
+    decls: tuple[str, ...] = ()  # Typer's declarations when not the plain --field-name
+    path: bool = False  # read as a path on the command line, stored as its text
+
+
+# The fields `skyrm train` takes as flags, in the order its help lists them. The CLI builds
+# its options from this table and the fields' types, so a new flag is a field and a line here;
+# the fields left out (warm-up, schedule, decay, clipping, LoRA dropout and targets, rendering,
+# head batch size) are set in the TOML file.
+TRAIN_FLAGS: dict[str, Flag] = {
+    "base": Flag("Backbone: a directory, .gguf file, hub name, or a short name: minilm, smollm2, gemma3-270m, "
+                 "qwen2.5-0.5b."),
+    "method": Flag("full, lora, qlora or head (frozen backbone, cached features, trains in seconds). Default lora."),
+    "pool": Flag("Training pairs: silver, gold, curated, trainable, all, or a source name. Default silver."),
+    "eval_pool": Flag("Evaluation pairs (best checkpoint by accuracy): a pool, a source, or 'holdout'. Default gold."),
+    "holdout": Flag("Share of training prompts held out for evaluation when the eval pool is empty or 'holdout'."),
+    "out": Flag("Run directory (default runs/rm-METHOD-BASE-DATA).", path=True),
+    "max_length": Flag("Max tokens per (history, response)."),
+    "epochs": Flag("Passes over the training pairs."),
+    "steps": Flag("Optimizer steps (overrides --epochs)."),
+    "lr": Flag("Peak learning rate (default by method)."),
+    "batch_size": Flag("Pairs per micro-batch."),
+    "grad_accum": Flag("Micro-batches per optimizer step."),
+    "eval_every": Flag("Steps between evaluations."),
+    "save_every": Flag("Steps between resumable checkpoints."),
+    "precision": Flag("auto, bf16 or fp32."),
+    "gradient_checkpointing": Flag("Trade compute for memory.",
+                                   ("--gradient-checkpointing/--no-gradient-checkpointing",)),
+    "shared_prefix": Flag("auto: decoders run each pair as one row with the history once (checked on real pairs "
+                          "first); off: chosen and rejected as two rows."),
+    "lora_r": Flag("LoRA rank."),
+    "lora_alpha": Flag("LoRA alpha."),
+    "margin": Flag("BT margin m in -log σ(r_w - r_l - m)."),
+    "center_coef": Flag("Reward-centering coefficient."),
+    "max_pairs": Flag("Train on a seeded sample of at most N pairs."),
+    "max_eval_pairs": Flag("Evaluate on a seeded sample of at most N pairs."),
+    "head_epochs": Flag("--method head: passes over the cached features."),
+    "seed": Flag("Seed for data order, hold-out and new weights."),
+    "device": Flag("cpu, cuda, cuda:1 … (default: cuda if present)."),
+    "resume": Flag("Continue an interrupted run in --out.", ("--resume",)),
+    "max_memory": Flag("Memory a training step may use, e.g. 16GB (default: what the machine has free). A batch "
+                       "that would not fit runs as smaller micro-batches with gradient accumulation."),
+}
+
+
 def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
     """Defaults, then the TOML file, then the non-None overrides (the flags a user gave)."""
     values: dict[str, Any] = {}

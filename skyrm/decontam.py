@@ -10,12 +10,13 @@ directory stands for the data files below it, as for import and eval.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 from skyrm.errors import InputError
 from skyrm.formats import data_files, first_turn_prompt, iter_records
 from skyrm.records import Label
+from skyrm.runs import Progress
 from skyrm.store import Store
 from skyrm.text import ngrams, words
 
@@ -73,7 +74,7 @@ def build_index(paths: Iterable[str | os.PathLike[str]], n: int = DEFAULT_N) -> 
 
 
 def decontaminate(store: Store, against: Iterable[str | os.PathLike[str]], *, n: int = DEFAULT_N,
-                  progress: Callable[[int, int | None, str], None] | None = None) -> dict[str, int]:
+                  progress: Progress | None = None) -> dict[str, int]:
     """Label every stored pair that overlaps a benchmark prompt; returns counts."""
     index = build_index(against, n)
     total = store.count_pairs()

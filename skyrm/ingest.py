@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from skyrm.formats import (SHAPE_TO_FORMAT, SHAPES, STDIN_NAME, PairWriter, defa
                            data_files, display_path, is_stdin, pair_to_row, read_pairs, sniff, strip_data_suffixes)
 from skyrm.import_reader import read_batches, read_batches_in_children
 from skyrm.records import Label, content_hash
+from skyrm.runs import Progress
 from skyrm.selection import empty_selection_error
 from skyrm.store import Store
 
@@ -45,7 +46,6 @@ READER_PROCESS_MIN_BYTES = 16 * 1024 * 1024
 # Rows of a file read before anything is stored: when none of them gives a pair, the file is
 # refused (wrong --format, binary, empty) instead of filling the quarantine (issue 12).
 PROBE_ROWS = 100
-Progress = Callable[[int, "int | None", str], None]
 
 
 @dataclass

@@ -24,12 +24,11 @@ from typing import TYPE_CHECKING, Any
 from skyrm.errors import ConfigError
 from skyrm.evaluate.benchmarks import Item, Loaded, Task, get_task, load_benchmark
 from skyrm.records import response_key
-from skyrm.runs import tracked_run
+from skyrm.runs import Progress, tracked_run
 
 if TYPE_CHECKING:
     from skyrm.store import Store
 
-Progress = Callable[[int, "int | None", str], None]
 Scorer = Callable[[list[Item], "Progress | None"], list[float]]
 RESULTS_VERSION = 1
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -50,10 +49,9 @@ from skyrm.rm.backbone import ModelSource, RewardReader, load_tokenizer, resolve
 from skyrm.rm.runtime import Runtime, autocast, autocast_dtype, no_sync, peak_rss_mb, runtime, versions
 from skyrm.rm.steps import evaluate_pairs, lr_lambda, pair_lengths, pair_rewards, use_shared_prefix
 from skyrm.rm.trainset import encode_data, select_pairs
-from skyrm.runs import Run, tracked_run
+from skyrm.runs import Progress, Run, tracked_run
 from skyrm.store import Store
 
-Progress = Callable[[int, "int | None", str], None]
 OPTIMIZER_FILE = "optimizer.safetensors"
 STATE_FILE = "trainer_state.json"
 

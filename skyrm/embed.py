@@ -243,14 +243,15 @@ def embed_pool(store: Any, config: EmbedConfig, *, progress: Progress | None = N
         return None  # type: ignore[return-value]
     recipe = config.recipe
     with_attributes = config.what == "prompt+attributes"
-    todo = store.embedding_todo(spec.fingerprint, recipe, config.pool, with_attributes=with_attributes,
-                                limit=config.limit)
+    todo = store.count_embedding_todo(spec.fingerprint, recipe, config.pool, with_attributes=with_attributes)
+    if config.limit is not None:
+        todo = min(todo, config.limit)
     result: dict[str, Any] = {"model": config.model, "path": spec.path, "fingerprint": spec.fingerprint,
-                              "recipe": recipe, "pool": config.pool, "todo": len(todo), "embedded": 0,
+                              "recipe": recipe, "pool": config.pool, "todo": todo, "embedded": 0,
                               "truncated": 0, "dim": None, "load_seconds": 0.0, "seconds": 0.0,
                               "texts_per_s": None}
-    meter = Meter(progress, len(todo))
-    if not group.broadcast(len(todo)):
+    meter = Meter(progress, todo)
+    if not group.broadcast(todo):
         return {**result, "run_id": None}
     run_config = {**asdict(config), "recipe": recipe, "encoder": spec.as_dict()}
     if group.world > 1:
@@ -263,8 +264,13 @@ def embed_pool(store: Any, config: EmbedConfig, *, progress: Progress | None = N
             result["dim"] = encoder.dim
             result["load_seconds"] = round(meter.seconds, 3)
             meter.started = time.perf_counter()  # texts/s counts embedding and storing, not loading the model
-            for start in range(0, len(todo), block_size):
-                ids = todo[start:start + block_size]
+            done, last = 0, ""
+            while done < todo:  # keyset pages of the ids to embed: the pool's id list is never held
+                ids = store.embedding_todo(spec.fingerprint, recipe, config.pool, with_attributes=with_attributes,
+                                           limit=min(block_size, todo - done), after=last)
+                if not ids:
+                    break
+                last = ids[-1]
                 pairs = store.get_pairs(ids)
                 attributes = store.get_attributes_many(ids) if with_attributes else {}
                 attribute_ids = store.latest_attribute_ids(ids) if with_attributes else {}
@@ -274,7 +280,8 @@ def embed_pool(store: Any, config: EmbedConfig, *, progress: Progress | None = N
                 result["embedded"] += store.put_embeddings(
                     (pid, config.model, recipe, spec.fingerprint, attribute_ids.get(pid), encoder.dim,
                      vector_blob(vec)) for pid, vec in zip(ids, vectors))
-                meter.advance(start + len(ids), f"{meter.per_second(result['embedded']):.0f} texts/s")
+                done += len(ids)
+                meter.advance(done, f"{meter.per_second(result['embedded']):.0f} texts/s")
             released = True
             group.scatter([None] * group.world)  # the end of the work
         finally:  # a failed or interrupted run keeps its partial figures

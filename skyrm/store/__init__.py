@@ -561,21 +561,33 @@ class Store:
     # Vectors are float32 little-endian blobs. An embedding space is (fingerprint, recipe):
     # the encoder's files and pooling, and the text that was embedded (skyrm/embed.py).
     def embedding_todo(self, fingerprint: str, recipe: str, pool: str | None = None, *,
-                       with_attributes: bool = False, limit: int | None = None) -> list[str]:
+                       with_attributes: bool = False, limit: int | None = None, after: str = "") -> list[str]:
         """Ids of a pool's pairs without a current embedding in the space, in id order.
 
         With ``with_attributes`` an embedding made before the pair's latest attributes
-        row (or without it) is not current.
+        row (or without it) is not current. ``after`` and ``limit`` page through them
+        (keyset: ids greater than ``after``), so a caller never holds the whole list.
         """
+        where, params = self._embedding_todo_where(fingerprint, recipe, pool, with_attributes)
+        sql = f"SELECT p.id FROM pairs p JOIN pair_status s ON s.pair_id = p.id{where} AND p.id > ? ORDER BY p.id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [r[0] for r in self._query(sql, [*params, after])]
+
+    def count_embedding_todo(self, fingerprint: str, recipe: str, pool: str | None = None, *,
+                             with_attributes: bool = False) -> int:
+        """How many ids ``embedding_todo`` gives without a limit."""
+        where, params = self._embedding_todo_where(fingerprint, recipe, pool, with_attributes)
+        return self._query(f"SELECT COUNT(*) FROM pairs p JOIN pair_status s ON s.pair_id = p.id{where}", params)[0][0]
+
+    def _embedding_todo_where(self, fingerprint: str, recipe: str, pool: str | None,
+                              with_attributes: bool) -> tuple[str, list]:
         where, params = self._pool_where(pool, None, None)
         current = "e.fingerprint = ? AND e.recipe = ? AND e.pair_id = p.id"
         if with_attributes:
             current += " AND e.attributes_id IS (SELECT MAX(a.id) FROM attributes a WHERE a.pair_id = p.id)"
         cond = (" AND " if where else " WHERE ") + f"NOT EXISTS (SELECT 1 FROM embeddings e WHERE {current})"
-        sql = f"SELECT p.id FROM pairs p JOIN pair_status s ON s.pair_id = p.id{where}{cond} ORDER BY p.id"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        return [r[0] for r in self._query(sql, [*params, fingerprint, recipe])]
+        return where + cond, [*params, fingerprint, recipe]
 
     def latest_attribute_ids(self, pair_ids: Iterable[str]) -> dict[str, int]:
         """The id of each pair's latest attributes row (pairs without attributes are left out)."""

@@ -45,13 +45,17 @@ def test_plan_is_costs_times_work(store):
     _run(store, "embed", {"embedded": 10, "seconds": 1.0})  # 0.1 s a pair
     _run(store, "train", {"features_computed": 100, "feature_seconds": 1.0, "head_seconds": 1.0, "train_pairs": 100,
                           "best_accuracy": 0.5})  # 0.01 s a text, 0.01 s a pair; features cached for 100 texts
-    config = CurateConfig(iterations=1, folds=2, judge_check_pairs=4, k_max=8, budget_judge_calls=20)
+    config = CurateConfig(iterations=1, folds=2, judge_check_pairs=4, k_max=8, budget_judge_calls=20, rm_method="lora")
     estimate = plan(store, config)
+    # LoRA: train_pair is the default 0.5 s (no finished non-head run); no features
     # judge: min(20, (4 + retrieved + disagreed) * 2 calls) = 20 calls at 1 s
-    # features: 2 * (100 + 10) texts - 100 cached = 120 at 0.01 s = 1.2 s
-    # stage 1: embed 110 pairs at 0.1 = 11 s; train 10 gold pairs at 0.01 = 0.1 s; score 10 gold at 0.1 = 1 s
-    # stage 2: 2 folds each on 50 pairs and the gold RM on 10 = 1.1 s; score 2 * 100 pairs at 0.1 = 20 s
+    # stage 1: embed 110 pairs at 0.1 = 11 s; train 10 gold pairs at 0.5 = 5 s; score 10 gold at 0.1 = 1 s
+    # stage 2: 2 folds each on 50 pairs and the gold RM on 10 = 55 s; score 2 * 100 pairs at 0.1 = 20 s
     assert estimate["judge_calls"] == 20
-    assert estimate["seconds_by_work"] == {"judge": 20.0, "train": 2.4, "score": 21.0, "embed": 11.0}
-    assert estimate["estimated_seconds"] == round(20 + 2.4 + 21 + 11)
+    assert estimate["seconds_by_work"] == {"judge": 20.0, "train": 60.0, "score": 21.0, "embed": 11.0}
+    assert estimate["estimated_seconds"] == 20 + 60 + 21 + 11
     assert estimate["trainings"] == 1 + 2 + 1
+    # head: features for 2 * (100 + 10) texts - 100 cached = 120 at 0.01 s = 1.2 s, then 0.01 s a pair trained
+    # (10 + 2 * 50 + 10 = 120 pairs: 1.2 s); scoring reads the cached features, no backbone pass
+    head = plan(store, CurateConfig(iterations=1, folds=2, judge_check_pairs=4, k_max=8, budget_judge_calls=20))
+    assert head["seconds_by_work"] == {"judge": 20.0, "train": 2.4, "score": 0.0, "embed": 11.0}

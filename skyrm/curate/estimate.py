@@ -92,6 +92,9 @@ def plan(store: Store, config: CurateConfig, stages: tuple[str, ...] = ("stage1"
     def training(pairs: int) -> float:
         return pairs * (costs["head_pair"] if head else costs["train_pair"])
 
+    # A head checkpoint scores from the cached features (counted once, under training): no backbone pass.
+    score_pair = 0.0 if head else costs["score_pair"]
+
     seconds = {"judge": 0.0, "train": 0.0, "score": 0.0, "embed": 0.0}
     if head:  # each text's features are computed once, then every head training reads them
         seconds["train"] += max(0, 2 * (curate_pool + gold) - _featurised_texts(store)) * costs["feature_text"]
@@ -105,7 +108,7 @@ def plan(store: Store, config: CurateConfig, stages: tuple[str, ...] = ("stage1"
             judge_pairs += retrieved
             trainings += 1
             seconds["train"] += training(gold)  # silver stays small in Stage 1: about gold's size
-            seconds["score"] += gold * costs["score_pair"]  # retrieval scores gold with the new RM
+            seconds["score"] += gold * score_pair  # retrieval scores gold with the new RM
             steps.append({"step": f"stage 1 iteration {i}", "train": 1, "retrieve": retrieved, "judge": retrieved})
     if "stage2" in stages:
         disagreed = int(curate_pool * (1 - accuracy))
@@ -113,7 +116,7 @@ def plan(store: Store, config: CurateConfig, stages: tuple[str, ...] = ("stage1"
         trainings += config.folds + 1
         folds_train = curate_pool * (config.folds - 1) // config.folds if config.folds > 1 else curate_pool
         seconds["train"] += config.folds * training(folds_train) + training(gold)
-        seconds["score"] += 2 * curate_pool * costs["score_pair"]  # the cross-fitted pool RM and the gold RM
+        seconds["score"] += 2 * curate_pool * score_pair  # the cross-fitted pool RM and the gold RM
         steps.append({"step": "stage 2", "train": config.folds + 1, "score": 2 * curate_pool, "judge": disagreed})
     calls = judge_pairs * config.calls_per_pair * judges
     if config.budget_judge_calls is not None:

@@ -231,7 +231,7 @@ class RetrieveConfig:
     pool: str = "unverified"
     label_kind: str = "llm"  # pool pairs with a label of this kind are not retrieved again
     backend: str = "numpy"
-    dtype: str = "float32"  # pool matrix in memory; float16 halves it
+    dtype: str = "float32"  # pool vectors in the search (float16 rounds them; faiss holds the pool whole)
     batch_size: int = 16
     device: str | None = None
 

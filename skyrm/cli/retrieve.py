@@ -70,10 +70,12 @@ def retrieve(
     round_: Annotated[int, typer.Option("--round", help="Curation round recorded on the links.")] = 0,
     embed_model: EmbedModelOption = "minilm",
     what: WhatOption = "prompt+attributes",
-    backend: Annotated[str, typer.Option(help="numpy (exact, chunked, bounded memory) or faiss (faiss-cpu "
-                                         "IndexFlatIP).", metavar="numpy|faiss")] = "numpy",
-    dtype: Annotated[str, typer.Option(help="Pool vectors in memory: float32, or float16 for half the "
-                                       "memory.", metavar="float32|float16")] = "float32",
+    backend: Annotated[str, typer.Option(help="numpy (exact, the pool streamed in blocks: memory flat in pool "
+                                         "size) or faiss (faiss-cpu IndexFlatIP over the whole pool).",
+                                         metavar="numpy|faiss")] = "numpy",
+    dtype: Annotated[str, typer.Option(help="Pool vectors in the search: float32, or float16 (rounded; the "
+                                       "numpy search streams the pool from the store in blocks either way, faiss "
+                                       "holds it whole).", metavar="float32|float16")] = "float32",
     batch_size: Annotated[int, typer.Option(help="Sequences per RM forward pass when gold pairs need "
                                             "scoring.")] = 16,
     device: Annotated[Optional[str], typer.Option(help="cpu or cuda for RM scoring.")] = None,

@@ -164,7 +164,10 @@ def train_head(store: "Store", config: Any, *, source: ModelSource, tokenizer: A
         for param in model.parameters():
             param.requires_grad_(False)
         spec = feature_spec(model)
-        amp = autocast_dtype(config, device)
+        # On a CPU, "auto" extracts fp32 features even where bf16 is native: the checkpoint scores in fp32
+        # there, and reads these cached features instead of running its backbone only when they are
+        # what its fp32 forward computes (score.head_rewards). The head's own steps are fp32 anyway.
+        amp = autocast_dtype(config, device) if config.precision != "auto" or device.startswith("cuda") else None
         feature_key = "features:" + fingerprint(
             _weight_files(Path(source.path), source.gguf_file) if source.is_local else [],
             {"base": source.path if not source.is_local else None, "renderer": renderer.describe(),

@@ -309,8 +309,9 @@ def head_rewards(store: "Store | None", model: RewardModel, keys: Sequence[str])
 
     The head trained on features in the store's ``features`` table (rm/head.py); an item found
     there needs no forward pass, only the head (the same maths as the full forward, within float
-    rounding). Used only where the features were made as this model would score: same rendering,
-    fp32 without autocast. Items not found are left to ``RewardModel.rewards``.
+    rounding). Used only where the features were made as this model scores: same rendering, fp32
+    weights, no autocast (a head trained on a CPU under ``--precision auto``; one trained under
+    bf16 scores the plain way). Items not found are left to ``RewardModel.rewards``.
     """
     info = model.meta.get("model") or {}
     if store is None or not info.get("feature_key") or info.get("feature_amp") != "None" \

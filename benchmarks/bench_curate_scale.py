@@ -167,13 +167,16 @@ def register_judge() -> None:
 class RssSampler:
     """This process's RSS every ``interval`` seconds, the peak kept per named phase."""
 
-    def __init__(self, interval: float = 0.05):
+    def __init__(self, interval: float = 0.05, report_every: float = 30.0):
         import psutil
 
         self.process = psutil.Process()
         self.interval = interval
+        self.report_every = report_every  # a line on stderr: phase, work done so far, RSS now and peak
         self.phase = "start"
+        self.done = 0  # the phase's progress (pairs), set by its progress callback
         self.peaks: dict[str, float] = {}
+        self.series: list[tuple[str, int, float, float]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -183,13 +186,23 @@ class RssSampler:
         self.peaks[self.phase] = max(self.peaks.get(self.phase, 0.0), rss)
 
     def _run(self) -> None:
+        last = time.perf_counter()
         while not self._stop.is_set():
             self._sample()
+            if time.perf_counter() - last >= self.report_every:
+                last = time.perf_counter()
+                now = self.process.memory_info().rss / 2**20
+                self.series.append((self.phase, self.done, round(now, 1), round(self.peaks[self.phase], 1)))
+                print(json.dumps({"phase": self.phase, "done": self.done, "rss_mb": round(now, 1),
+                                  "peak_mb": round(self.peaks[self.phase], 1)}), file=sys.stderr, flush=True)
             self._stop.wait(self.interval)
+
+    def progress(self, done: int, total: int | None = None, note: str = "") -> None:
+        self.done = done
 
     def enter(self, phase: str) -> None:
         self._sample()
-        self.phase = phase
+        self.phase, self.done = phase, 0
         self._sample()
 
     def stop(self) -> dict[str, float]:
@@ -242,6 +255,13 @@ def retrieve_random(store: Any, space: tuple[str, str]) -> dict[str, Any]:
 
 def scale_child(args: argparse.Namespace) -> dict[str, Any]:
     """One pool size, in this process: build, train, then the streaming phases, each timed and sampled."""
+    # Every module the phases use is loaded now: a long run must not mix versions of the code when
+    # the working tree changes under it.
+    import skyrm.embed  # noqa: F401
+    import skyrm.labelling.label  # noqa: F401
+    import skyrm.retrieve  # noqa: F401
+    import skyrm.rm.score  # noqa: F401
+    import skyrm.rm.train  # noqa: F401
     from skyrm.store import Store
 
     workdir = Path(args.workdir)
@@ -255,6 +275,8 @@ def scale_child(args: argparse.Namespace) -> dict[str, Any]:
         began = time.perf_counter()
         out = action()
         seconds[name] = round(time.perf_counter() - began, 1)
+        print(json.dumps({"phase_done": name, "seconds": seconds[name], "peak_mb": sampler.peaks.get(name)}),
+              file=sys.stderr, flush=True)
         return out
 
     db = workdir / "scale.db"
@@ -275,7 +297,7 @@ def scale_child(args: argparse.Namespace) -> dict[str, Any]:
         from skyrm.rm.score import score_pool
 
         return score_pool(store, str(workdir / "rm" / "best"), pool="unverified", batch_size=args.batch_size,
-                          device="cpu", chunk=args.chunk, max_length=args.max_length)
+                          device="cpu", chunk=args.chunk, max_length=args.max_length, progress=sampler.progress)
 
     scored = phase("score", score) if "score" in args.phases else {"scored": 0, "pairs_per_s": None}
 
@@ -283,7 +305,8 @@ def scale_child(args: argparse.Namespace) -> dict[str, Any]:
         from skyrm.embed import EmbedConfig, embed_pool
 
         return embed_pool(store, EmbedConfig(model=base if args.tiny else args.embed_model, pool="unverified",
-                                             what="prompt", batch_size=64, chunk=args.chunk, device="cpu"))
+                                             what="prompt", batch_size=64, chunk=args.chunk, device="cpu"),
+                         progress=sampler.progress)
 
     embedded = phase("embed", embed) if "embed" in args.phases else {"embedded": 0, "texts_per_s": None}
 
@@ -305,7 +328,7 @@ def scale_child(args: argparse.Namespace) -> dict[str, Any]:
     store.close()
     return {"pairs": args.child_size, "gold": args.gold, "base": "tiny" if args.tiny else args.base,
             "max_length": args.max_length, "chunk": args.chunk, "pools": built["pools"], "seconds": seconds,
-            "peak_rss_mb": peaks, "ru_maxrss_mb": round(ru_maxrss_mb(), 1),
+            "peak_rss_mb": peaks, "ru_maxrss_mb": round(ru_maxrss_mb(), 1), "rss_series": sampler.series,
             "streaming_peak_mb": max(peaks.get(p, 0.0) for p in STREAMING), "retrieve": searched,
             "train_pairs": trained["train_pairs"], "gold_accuracy": trained["best_accuracy"],
             "scored": scored["scored"], "score_pairs_per_s": scored["pairs_per_s"],

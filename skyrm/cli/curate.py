@@ -67,7 +67,7 @@ def curate(
                           seed=seed, device=device)
     store = open_store(db)
     if dry_run:
-        estimate = plan(store, config, STAGE_CHOICES[stage])
+        estimate = plan(store, config, STAGE_CHOICES[stage], probe=True)
         if json_:
             print_json(estimate)
             return

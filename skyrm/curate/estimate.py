@@ -61,6 +61,39 @@ def measured_costs(store: Store, config: CurateConfig) -> tuple[dict[str, float]
     return costs, sources
 
 
+def probe_judges(store: Store, config: CurateConfig, calls: int = 4) -> dict[str, float]:
+    """Seconds per judge call and per judge load, measured now on this machine.
+
+    Each judge is loaded and given ``calls`` real verdict prompts (gold pairs, ``shots``
+    other gold pairs as examples, both orders). Nothing is written to the store. Sample
+    mode is probed with logprob calls, so it reads as a lower bound there.
+    """
+    import time
+
+    from skyrm.judges import load_judge
+    from skyrm.labelling.prompts import Shot, pairwise_choices, pairwise_prompts
+
+    pairs = [(pair, verdict) for _, pair, verdict in store.iter_pairs("gold", oriented=False,
+                                                                      limit=config.shots + calls // 2)]
+    shots = [Shot(pair, None, verdict or "chosen") for pair, verdict in pairs[:config.shots]]
+    prompts = [prompt for pair, _ in pairs[config.shots:] or pairs[:1]
+               for prompt in pairwise_prompts(pair, None, shots).prompts.values()]
+    load = call = 0.0
+    for spec in config.judges:
+        began = time.perf_counter()
+        judge = load_judge(spec)
+        loaded = time.perf_counter()
+        try:
+            for prompt in prompts:
+                judge.choice_logprobs([prompt], pairwise_choices())
+        finally:
+            judge.close()
+        load += loaded - began
+        call += (time.perf_counter() - loaded) / max(len(prompts), 1)
+    count = max(len(config.judges), 1)
+    return {"judge_call": call / count, "judge_load": load / count}
+
+
 def _featurised_texts(store: Store) -> int:
     """Texts whose frozen-backbone features a head run computed or found cached (they are cached now)."""
     counts = [m.get("features_computed", 0) + m.get("features_cached", 0) for m in _done(store, "train")]
@@ -71,8 +104,13 @@ def _embedded_pairs(store: Store) -> int:
     return max((space["pairs"] for space in store.embedding_spaces()), default=0)
 
 
-def plan(store: Store, config: CurateConfig, stages: tuple[str, ...] = ("stage1", "stage2")) -> dict[str, Any]:
+def plan(store: Store, config: CurateConfig, stages: tuple[str, ...] = ("stage1", "stage2"), *,
+         probe: bool = False) -> dict[str, Any]:
     """What a run would do, with judge calls and time estimated from measured costs.
+
+    With ``probe`` and no finished judge run in the store, each judge is loaded and timed on a
+    few real prompts now (``probe_judges``), since a judge's speed is the one cost nothing
+    else in the store predicts; each judge step then also pays a load.
 
     Stage 1 retrieves at most ``k_max`` pairs per gold pair; an RM that is right on a
     share ``a`` of gold pulls in about ``(1 - a) * k_max + a * k_max / 4`` per gold pair
@@ -81,6 +119,11 @@ def plan(store: Store, config: CurateConfig, stages: tuple[str, ...] = ("stage1"
     check do not vote, so their calls after the check are an upper bound.
     """
     costs, sources = measured_costs(store, config)
+    judge_load = 0.0
+    if probe and sources["judge_call"].startswith("default") and store.count_pairs("gold"):
+        probed = probe_judges(store, config)
+        costs["judge_call"], sources["judge_call"] = probed["judge_call"], "probed now"
+        judge_load = probed["judge_load"]
     pools = store.summary()["pools"]
     gold, unverified = pools["gold"], pools["unverified"]
     curate_pool = pools["unverified"] + pools["silver"] + pools["curated"]
@@ -122,7 +165,8 @@ def plan(store: Store, config: CurateConfig, stages: tuple[str, ...] = ("stage1"
     if config.budget_judge_calls is not None:
         calls = min(calls, config.budget_judge_calls)
         judge_pairs = calls // (config.calls_per_pair * judges)
-    seconds["judge"] = calls * costs["judge_call"]
+    judge_steps = 1 + (config.iterations if "stage1" in stages else 0) + ("stage2" in stages)
+    seconds["judge"] = calls * costs["judge_call"] + judge_steps * judge_load * judges
     return {"pools": pools, "steps": steps, "judge_calls": calls, "judged_pairs": judge_pairs,
             "trainings": trainings, "estimated_seconds": round(sum(seconds.values())),
             "seconds_by_work": {k: round(v, 1) for k, v in seconds.items()},

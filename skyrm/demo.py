@@ -1,164 +1,231 @@
-"""`skyrm demo`: the pipeline end to end on generated demo data, offline, on a CPU, in minutes.
+"""`skyrm demo`: the whole curation pipeline on generated demo data, offline, on a CPU, in minutes.
 
-The demo data (skyrm.demo_data) has an objectively better response in every
-pair; the pool copy has 25% of its labels flipped. The demo holds out clean
-pairs as human-verified gold, imports the rest as the unverified pool, and
-then runs each step the installed parts allow, reporting what it measured.
-Deliberately not here: any logic the steps use (each is a library call).
+The demo data (skyrm.demo_data) has an objectively better response in every pair, so
+the demo knows the truth: a slice of clean pairs stands in for human-verified gold
+(imported under the source ``simulated-human-gold``, so every such label says it was
+simulated), and the rest is the unverified pool with a share of its labels flipped.
+Then: attributes for a few pairs, a reward model on the noisy pool (before), the
+estimate of ``skyrm curate --dry-run``, Stage 1 and Stage 2 (``skyrm curate run``), a
+reward model on the curated pool (after), both evaluated on the same held-out pairs,
+and the curated pool exported. Each step is a ``StepLog`` entry: the demo run again
+continues where it stopped, and a finished demo is reused.
+Deliberately not here: any logic the steps use (each is a library call), printing.
 """
 
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from skyrm import demo_data
+from skyrm.errors import ConfigError
 from skyrm.ingest import import_file
-from skyrm.runs import StepLog
+from skyrm.judges import DEFAULT_JUDGE
+from skyrm.runs import Progress, StepLog
 from skyrm.store import Store
 
-Progress = Callable[[int, "int | None", str], None]
-GOLD_PAIRS = 300
-TOTAL_PAIRS = 3000
-NOISE = 0.25
-STEPS = ("import", "train", "score", "eval", "judge", "export")
+STEPS = ("import", "attributes", "rm-before", "plan", "curate", "rm-after", "export")
+GOLD_SOURCE, POOL_SOURCE = "simulated-human-gold", "demo-pool"
+HELD_OUT_SEED = 1  # the evaluation pairs come from another seed than the pool
 
 
-def prepare_files(workdir: Path) -> tuple[Path, Path]:
-    """Write the gold file (clean pairs) and the pool file (the others, with flipped labels)."""
+@dataclass(frozen=True)
+class DemoConfig:
+    """The demo's sizes. The defaults run in minutes on a 2-core CPU; CI uses smaller ones."""
+
+    pairs: int = 3000           # gold + pool
+    gold: int = 300             # clean pairs standing in for human-verified gold
+    noise: float = 0.25         # share of pool labels flipped
+    held_out: int = 500         # evaluation pairs (another seed)
+    judges: tuple[str, ...] = (DEFAULT_JUDGE,)
+    attribute_pairs: int = 4    # attributes take one judge generation per pair: a few show the step
+    judge_check_pairs: int = 8  # gold pairs each judge is measured on before it may vote
+    judge_calls: int = 24       # model calls for the whole curation, the gold check (2 per pair) included
+    iterations: int = 2
+
+    def __post_init__(self) -> None:
+        if not 0 < self.gold < self.pairs:
+            raise ConfigError(f"--gold must be between 1 and --pairs - 1, got {self.gold} of {self.pairs}")
+        if not 0.0 <= self.noise < 0.5:
+            raise ConfigError(f"--noise must be in [0, 0.5), got {self.noise}")
+        for name in ("held_out", "iterations"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+        for name in ("attribute_pairs", "judge_check_pairs", "judge_calls"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be 0 or more")
+
+    def curate_config(self, workdir: Path) -> Any:
+        from skyrm.curate import CurateConfig
+
+        return CurateConfig(iterations=self.iterations, judges=self.judges, shots=1,
+                            judge_check_pairs=self.judge_check_pairs, budget_judge_calls=self.judge_calls,
+                            workdir=str(workdir / "curate"))
+
+
+def prepare_files(workdir: Path, config: DemoConfig) -> tuple[Path, Path, Path]:
+    """Write the gold file (clean pairs), the pool file (the others, some flipped) and the held-out file.
+
+    Deterministic: writing them again gives the same files, so a continued demo reads what it imported.
+    """
     import gzip
     import json
 
     workdir.mkdir(parents=True, exist_ok=True)
     gold, pool = workdir / "demo_gold.jsonl.gz", workdir / "demo_pool.jsonl.gz"
-    rows = list(demo_data.generate(TOTAL_PAIRS, seed=0, noise=NOISE))
-    clean = {r["id"]: r for r in demo_data.generate(TOTAL_PAIRS, seed=0)}
+    rows = list(demo_data.generate(config.pairs, seed=0, noise=config.noise))
+    clean = {r["id"]: r for r in demo_data.generate(config.pairs, seed=0)}
     with gzip.open(gold, "wt", encoding="utf-8") as g, gzip.open(pool, "wt", encoding="utf-8") as p:
         for index, row in enumerate(rows):
-            if index < GOLD_PAIRS:
+            if index < config.gold:
                 g.write(json.dumps(clean[row["id"]], sort_keys=True) + "\n")
             else:
                 p.write(json.dumps(row, sort_keys=True) + "\n")
-    return gold, pool
-
-
-def _step(steps: StepLog, name: str, report: dict[str, Any], action: Callable[[], dict[str, Any]], *,
-          still_valid: Callable[[], bool] = lambda: True) -> None:
-    """Run one demo step once per store (``StepLog``): a finished step is reused on the next run,
-    so ``skyrm demo`` run again continues where it stopped. A step whose optional parts are not
-    installed is reported as skipped, not fatal, and is tried again next time."""
-    try:
-        result = steps.run(name, action, still_valid=still_valid)
-    except ModuleNotFoundError as exc:
-        report[name] = {"skipped": f"needs the '{exc.name}' package (pip install -e '.[models]')"}
-        steps.store.set_step(steps.key(name), "skipped", report[name])
-        return
-    if result.pop("reused", False):
-        result["state"] = "done in an earlier run (reused)"
-    report[name] = result
+    held_out = demo_data.write(workdir / "demo_heldout.jsonl.gz", n=config.held_out, seed=HELD_OUT_SEED)
+    return gold, pool, held_out
 
 
 def demo_state(store: Store) -> str:
     """What a run of the demo on this store will do: start, continue, or reuse a finished demo."""
-    states = [store.step_status(StepLog(store, "demo").key(name)) for name in STEPS]
+    steps = StepLog(store, "demo")
+    states = [steps.status(name) for name in STEPS]
     if all(state is None for state in states):
         return "fresh store: running every step"
-    if all(state is not None and state["status"] == "done" for state in states):
+    if all(state == "done" for state in states):
         return "this store holds a finished demo: its steps are reused (delete the store to start clean)"
-    finished = [name for name, state in zip(STEPS, states) if state is not None and state["status"] == "done"]
+    finished = [name for name, state in zip(STEPS, states) if state == "done"]
     return (f"continuing an earlier demo that stopped before the end: {', '.join(finished) or 'no step'} "
             "finished, the rest runs now")
 
 
-def run_demo(store: Store, workdir: Path, *, judge_pairs: int = 6,
+def run_demo(store: Store, workdir: Path, config: DemoConfig | None = None, *,
              progress: Progress | None = None) -> dict[str, Any]:
-    """Run the demo steps; returns a report of what each step did and measured.
-
-    1. import: 300 clean pairs as human-verified gold, 2,700 as the unverified
-       pool with 25% of labels flipped;
-    2. train: a reward model on gold (frozen MiniLM features + a trained head, seconds);
-    3. score: the pool with it, and how many flipped labels the RM disagrees with
-       (the consistency signal stage 2 filters on);
-    4. judge: a few pool pairs with the offline SmolLM2 judge, gold examples in the prompt;
-    5. eval: the RM on 500 held-out demo pairs;
-    6. export: the pool, oriented by its labels, as TRL-shaped JSONL.
-    """
-    from skyrm.ingest import export_pairs
-
-    report: dict[str, Any] = {"demo": {"state": demo_state(store), "store": store.path,
-                                       "workdir": str(workdir)}}
+    """Run (or continue) the demo; returns what each step did and measured, and the before/after summary."""
+    config = config or DemoConfig()
+    report: dict[str, Any] = {"demo": {"state": demo_state(store), "store": store.path, "workdir": str(workdir)}}
     steps = StepLog(store, "demo")
-    gold_file, pool_file = prepare_files(workdir)  # deterministic: rewriting gives the same files
+    gold_file, pool_file, held_out = prepare_files(workdir, config)
+
+    def step(name: str, action: Callable[[], dict[str, Any]],
+             still_valid: Callable[[], bool] = lambda: True) -> dict[str, Any]:
+        result = steps.run(name, action, still_valid=still_valid)
+        if result.pop("reused", False):
+            result["state"] = "done in an earlier run (reused)"
+        report[name] = result
+        return result
 
     def import_() -> dict[str, Any]:
-        gold = import_file(store, gold_file, source="demo-gold", as_="gold", progress=progress)
-        pool = import_file(store, pool_file, source="demo-pool", progress=progress)
-        return {"gold_pairs": store.count_pairs("gold"), "pool_pairs": store.count_pairs("demo-pool"),
+        gold = import_file(store, gold_file, source=GOLD_SOURCE, as_="gold", progress=progress)
+        pool = import_file(store, pool_file, source=POOL_SOURCE, progress=progress)
+        flipped = len(flipped_ids(store))
+        return {"gold pairs (simulated human labels: the demo data's known truth)": store.count_pairs("gold"),
+                "pool pairs": store.count_pairs(POOL_SOURCE), "pool labels flipped": flipped,
                 "new": gold.pairs_new + pool.pairs_new}
 
-    rm_dir = workdir / "rm-gold"
+    def attributes() -> dict[str, Any]:
+        from skyrm.labelling.attributes import AttributesConfig, generate_attributes
 
-    def train() -> dict[str, Any]:
-        from skyrm.rm.config import TrainConfig
-        from skyrm.rm.train import train_reward_model
+        summary = generate_attributes(store, AttributesConfig(judge=config.judges[0], pool=POOL_SOURCE,
+                                                              limit=config.attribute_pairs), progress=progress)
+        return {"judge": config.judges[0], "pairs": summary.targets, "written": summary.written,
+                "failed": summary.failed}
 
-        config = TrainConfig(base="minilm", method="head", pool="gold", eval_pool="holdout", holdout=0.2,
-                             out=str(rm_dir), max_length=256)
-        if rm_dir.exists():  # a run cut short before it finished: head training takes seconds, start it again
-            shutil.rmtree(rm_dir)
-        result = train_reward_model(store, config, progress=progress)
-        return {"method": "head on frozen MiniLM", "train_pairs": result["train_pairs"],
-                "held-out accuracy": result["best_accuracy"], "seconds": result["seconds"], "out": result["out"]}
+    curate_config = config.curate_config(workdir)
 
-    def score() -> dict[str, Any]:
-        from skyrm.rm.score import score_pool
+    def estimate() -> dict[str, Any]:
+        from skyrm.curate import plan
 
-        result = score_pool(store, str(rm_dir / "best"), pool="demo-pool", batch_size=32, progress=progress)
-        scores = store.scores_for(result["run_id"])
-        flipped = {pid for pid, pair, _ in store.iter_pairs("demo-pool", oriented=False) if pair.meta.get("flipped")}
-        caught = sum(1 for pid in flipped if scores[pid][2] < 0.5)
-        clean_kept = sum(1 for pid, s in scores.items() if pid not in flipped and s[2] > 0.5)
-        return {"pairs scored": len(scores), "flipped labels": len(flipped),
-                "flipped caught (p < 0.5)": f"{caught} ({caught / max(len(flipped), 1):.0%})",
-                "clean labels kept (p > 0.5)": f"{clean_kept} ({clean_kept / max(len(scores) - len(flipped), 1):.0%})",
-                "pairs/s": result.get("pairs_per_s"), "run": result["run_id"]}
+        estimate = plan(store, curate_config, probe=True)
+        return {"judge calls": estimate["judge_calls"], "trainings": estimate["trainings"],
+                "estimated seconds": estimate["estimated_seconds"]}
 
-    def judge() -> dict[str, Any]:
-        from skyrm.labelling.label import JudgeConfig, label_pairs
+    def curate() -> dict[str, Any]:
+        from skyrm.curate import run_curation
 
-        # contested pairs (the two orders disagree) get the averaged verdict here, so the demo shows labels
-        config = JudgeConfig(pool="demo-pool", limit=judge_pairs, shots=1, mode="logprob", contested="average")
-        result = label_pairs(store, config, progress=progress).as_dict()
-        labels = [label for pid in store.pair_ids("silver") for label in store.labels_for(pid, "llm")]
-        truth = {pid: not pair.meta.get("flipped") for pid, pair, _ in store.iter_pairs("silver", oriented=False)}
-        right = sum(1 for lab in labels if (lab.verdict == "chosen") == truth.get(lab.pair_id))
-        return {"judge": ", ".join(result.get("producers", [])), "pairs labelled": result.get("labelled"),
-                "verdicts matching the truth": f"{right}/{len(labels)}",
-                "note": "a 135M judge is near chance; bring a larger GGUF or a server with --judge",
-                "pairs/s": round(result.get("pairs_per_second") or 0, 2)}
-
-    def evaluate() -> dict[str, Any]:
-        from skyrm.evaluate.run import EvalConfig, run_eval
-
-        heldout = demo_data.write(workdir / "demo_heldout.jsonl.gz", n=500, seed=1)
-        config = EvalConfig(model=str(rm_dir / "best"), benches=(("pairs", str(heldout)),), batch_size=32)
-        result = run_eval(store, config, progress=progress)
-        return {"benchmark": "500 held-out demo pairs", "accuracy": result["overall"]["mean"]}
+        began = time.perf_counter()
+        result = run_curation(store, curate_config, progress=progress)
+        return {**result, "seconds": round(time.perf_counter() - began, 1)}
 
     def export() -> dict[str, Any]:
-        out = workdir / "demo_pool_trl.jsonl"
-        count = export_pairs(store, out, pool="demo-pool", shape="trl")
-        return {"pool exported": count, "file": str(out)}
+        from skyrm.ingest import export_pairs
 
-    _step(steps, "import", report, import_)
-    trained = lambda: (rm_dir / "best").is_dir()  # noqa: E731 - a finished step whose files were deleted runs again
-    _step(steps, "train", report, train, still_valid=trained)
-    if report["train"].get("skipped") is None:
-        _step(steps, "score", report, score, still_valid=trained)
-        _step(steps, "eval", report, evaluate, still_valid=trained)
-    _step(steps, "judge", report, judge)
-    _step(steps, "export", report, export, still_valid=lambda: (workdir / "demo_pool_trl.jsonl").exists())
-    report["status"] = store.summary()["pools"]
+        out = workdir / "demo_curated_trl.jsonl"
+        return {"curated pairs exported": export_pairs(store, out, pool="curated", shape="trl"), "file": str(out)}
+
+    step("import", import_)
+    step("attributes", attributes)
+    before_dir, after_dir = workdir / "rm-before", workdir / "rm-after"
+    step("rm-before", lambda: train_and_evaluate(store, POOL_SOURCE, before_dir, held_out, progress),
+         still_valid=(before_dir / "best").is_dir)
+    step("plan", estimate)
+    step("curate", curate)
+    step("rm-after", lambda: train_and_evaluate(store, "curated", after_dir, held_out, progress),
+         still_valid=(after_dir / "best").is_dir)
+    step("export", export, still_valid=(workdir / "demo_curated_trl.jsonl").exists)
+    report["summary"] = summarise(store, report)
     return report
+
+
+def train_and_evaluate(store: Store, pool: str, out: Path, held_out: Path,
+                       progress: Progress | None) -> dict[str, Any]:
+    """The same reward-model recipe on ``pool`` (head on frozen MiniLM, checkpoint chosen on gold),
+    then its accuracy on the held-out pairs. The same recipe before and after curation, so the
+    difference is the data."""
+    from skyrm.evaluate.run import EvalConfig, run_eval
+    from skyrm.rm.config import TrainConfig
+    from skyrm.rm.train import train_reward_model
+
+    if out.exists():  # a run cut short before it finished: head training takes seconds, start it again
+        shutil.rmtree(out)
+    config = TrainConfig(base="minilm", method="head", pool=pool, eval_pool="gold", out=str(out), max_length=256)
+    trained = train_reward_model(store, config, progress=progress)
+    flipped = flipped_ids(store)
+    in_training = len(flipped & set(store.pair_ids(pool))) if pool == "curated" else len(flipped)
+    evaluated = run_eval(store, EvalConfig(model=str(out / "best"), benches=(("pairs", str(held_out)),),
+                                           batch_size=32), progress=progress)
+    return {"trained on": pool, "train pairs": trained["train_pairs"], "flipped labels among them": in_training,
+            "gold accuracy": trained["best_accuracy"], "held-out accuracy": evaluated["overall"]["mean"],
+            "seconds": trained["seconds"]}
+
+
+def flipped_ids(store: Store) -> set[str]:
+    """The pool pairs whose label the demo flipped (the generator marks them)."""
+    return {pid for pid, pair, _ in store.iter_pairs(POOL_SOURCE, oriented=False) if pair.meta.get("flipped")}
+
+
+def summarise(store: Store, report: dict[str, Any]) -> dict[str, Any]:
+    """Before/after in the terms a newcomer asks about: how much noise went out, what accuracy came back."""
+    flipped = flipped_ids(store)
+    discarded = set(store.pair_ids("discarded"))
+    caught = len(flipped & discarded)
+    before, after = report["rm-before"], report["rm-after"]
+    return {
+        "flipped labels caught": f"{caught} of {len(flipped)} ({caught / max(len(flipped), 1):.0%})",
+        "discarded pairs that were flipped": f"{caught} of {len(discarded)} "
+                                             f"({caught / max(len(discarded), 1):.0%})",
+        "held-out accuracy before curation": round(before["held-out accuracy"], 3),
+        "held-out accuracy after curation": round(after["held-out accuracy"], 3),
+        "training pairs before / after": f"{before['train pairs']} / {after['train pairs']}",
+        "flipped labels in training before / after": f"{before['flipped labels among them']} / "
+                                                      f"{after['flipped labels among them']}",
+        "judges on gold": judges_line(store),
+        "curation seconds: estimated / measured": f"{report['plan']['estimated seconds']} / "
+                                                  f"{report['curate']['seconds']:.0f}",
+        "pools": store.summary()["pools"],
+    }
+
+
+def judges_line(store: Store) -> str:
+    """Each judge's gold check in words: right on how many decided pairs, how many contested, voting or not."""
+    check = StepLog(store, "curate").result("judge-check") or {"judges": {}}
+    parts = []
+    for spec, info in check["judges"].items():
+        decided, abstained = info.get("n", 0), info.get("abstained", 0)
+        right = round((info.get("accuracy") or 0) * decided)
+        parts.append(f"{spec}: right on {right} of {decided} decided gold pairs, {abstained} contested "
+                     f"(its two orders disagree); {'votes' if info.get('votes') else 'does not vote'}")
+    return "; ".join(parts) or "no judge was checked"

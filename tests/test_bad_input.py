@@ -266,6 +266,13 @@ def test_export_of_an_unknown_pool_is_an_error_listing_valid_names(db, tmp_path)
     assert not out.exists()
 
 
+def test_export_of_an_unknown_shape_is_an_error_and_writes_nothing(db, tmp_path):
+    out = tmp_path / "x.jsonl"
+    line = error_line(skyrm("export", "--to", out, "--pool", "hf", "--shape", "alpaca", db=db))
+    assert line == "error: unknown shape 'alpaca' (choose from trl, hf, openrlhf, sharegpt)"
+    assert not out.exists() and not out.with_name("x.jsonl.part").exists()
+
+
 def test_export_json_reports_what_it_wrote(db, tmp_path):
     out = tmp_path / "x.jsonl"
     result = skyrm("export", "--to", out, "--pool", "hf", "--json", db=db)

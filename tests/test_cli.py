@@ -86,14 +86,26 @@ def test_bad_file_error_names_file_and_line(tmp_path):
 
 def test_init_import_status_export_cycle(tmp_path, test_data):
     db = tmp_path / "c.db"
-    assert _skyrm("init", db=db).returncode == 0
-    imported = _skyrm("import", str(test_data / "formats" / "hf.jsonl"), "--json", db=db, check=True)
+    created = json.loads(_skyrm("init", "--json", db=db, check=True).stdout)
+    assert created["db"] == str(db) and created["migrations"] and db.is_file()
+    assert json.loads(_skyrm("status", "--json", db=db, check=True).stdout)["pairs"] == 0
+    source = test_data / "formats" / "hf.jsonl"
+    imported = _skyrm("import", str(source), "--json", db=db, check=True)
     assert json.loads(imported.stdout)[0]["pairs_new"] == 3
     status = json.loads(_skyrm("status", "--json", db=db, check=True).stdout)
     assert status["pairs"] == 3 and status["pools"]["unverified"] == 3 and status["sources"] == {"hf": {"unverified": 3}}
     out = tmp_path / "x.parquet"
-    _skyrm("export", "--to", str(out), "--pool", "all", db=db, check=True)
-    assert out.exists()
+    exported = json.loads(_skyrm("export", "--to", str(out), "--pool", "all", "--json", db=db, check=True).stdout)
+    assert exported == {"path": str(out), "pool": "all", "shape": "trl", "pairs": 3}
+    import pyarrow.parquet as pq
+
+    # the file holds exactly the imported pairs, each the right way round (trl: prompt + chosen/rejected)
+    rows = pq.read_table(out).to_pylist()
+    written = sorted(json.dumps([row["prompt"] + row["chosen"], row["prompt"] + row["rejected"]], sort_keys=True)
+                     for row in rows)
+    expected = sorted(json.dumps([row["chosen"], row["rejected"]], sort_keys=True)
+                      for row in map(json.loads, source.read_text().splitlines()))
+    assert len(rows) == exported["pairs"] and written == expected
     table = _skyrm("status", db=db, check=True).stdout
     assert "unverified" in table and "hf" in table
 

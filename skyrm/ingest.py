@@ -378,8 +378,10 @@ def export_pairs(store: Store, path: str | os.PathLike[str], *, pool: str = "cur
             writer.write(pair_to_row(pair, shape))
             if progress and writer.count % 2000 == 0:
                 progress(writer.count, None, "")
-    finally:
-        writer.close()
+    except BaseException:  # an error or Ctrl-C part way: no file, not a partial one under the final name
+        writer.abort()
+        raise
+    writer.close()
     return writer.count
 
 

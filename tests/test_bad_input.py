@@ -273,6 +273,21 @@ def test_export_of_an_unknown_shape_is_an_error_and_writes_nothing(db, tmp_path)
     assert not out.exists() and not out.with_name("x.jsonl.part").exists()
 
 
+def test_an_export_that_fails_part_way_leaves_no_file(store, tmp_path):
+    from skyrm.ingest import export_pairs
+    from skyrm.records import Pair
+
+    two_turns = [{"role": "assistant", "content": "one"}, {"role": "assistant", "content": "two"}]
+    store.add_pairs([Pair(prompt=[{"role": "user", "content": f"q{i}"}], chosen=[{"role": "assistant", "content": "a"}],
+                          rejected=[{"role": "assistant", "content": "b"}], source="mixed") for i in range(3)]
+                    + [Pair(prompt=[{"role": "user", "content": "q"}], chosen=two_turns,
+                            rejected=[{"role": "assistant", "content": "b"}], source="mixed")])
+    out = tmp_path / "x.jsonl"
+    with pytest.raises(InputError, match="sharegpt"):
+        export_pairs(store, out, pool="mixed", shape="sharegpt")
+    assert not out.exists() and not out.with_name("x.jsonl.part").exists()
+
+
 def test_export_json_reports_what_it_wrote(db, tmp_path):
     out = tmp_path / "x.jsonl"
     result = skyrm("export", "--to", out, "--pool", "hf", "--json", db=db)

@@ -93,3 +93,13 @@ class PairWriter:
             else:
                 self._writer.close()
         os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        """Close without moving the file into place, and remove the partial file: a failed export writes nothing."""
+        try:
+            if self._text is not None:
+                self._text.close()
+            elif self._writer is not None:
+                self._writer.close()
+        finally:
+            self._tmp.unlink(missing_ok=True)

@@ -126,9 +126,8 @@ def resolve_targets(store: Store, pool: str, limit: int | None = None) -> list[s
         return retrieved[:limit] if limit is not None else retrieved
     choice = parse_selection(pool)
     if choice.kind != "ids":
-        if limit is not None:  # a capped round reads the ids it takes, not the pool's whole list (400k: 34 MiB)
-            return [pid for pid, _, _ in store.iter_pairs(pool, oriented=False, limit=limit)] if limit > 0 else []
-        return store.pair_ids(pool)
+        ids = store.pair_ids(pool)
+        return ids[:limit] if limit is not None else ids
     ids = list(choice.ids)
     found = store.get_pairs(ids)
     unknown = [i for i in ids if i not in found]

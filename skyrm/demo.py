@@ -14,6 +14,9 @@ Deliberately not here: any logic the steps use (each is a library call), printin
 
 from __future__ import annotations
 
+import gzip
+import itertools
+import json
 import shutil
 import time
 from collections.abc import Callable
@@ -72,9 +75,6 @@ def prepare_files(workdir: Path, config: DemoConfig) -> tuple[Path, Path, Path]:
 
     Deterministic: writing them again gives the same files, so a continued demo reads what it imported.
     """
-    import gzip
-    import json
-
     workdir.mkdir(parents=True, exist_ok=True)
     gold, pool = workdir / "demo_gold.jsonl.gz", workdir / "demo_pool.jsonl.gz"
     rows = list(demo_data.generate(config.pairs, seed=0, noise=config.noise))
@@ -85,8 +85,20 @@ def prepare_files(workdir: Path, config: DemoConfig) -> tuple[Path, Path, Path]:
                 g.write(json.dumps(clean[row["id"]], sort_keys=True) + "\n")
             else:
                 p.write(json.dumps(row, sort_keys=True) + "\n")
-    held_out = demo_data.write(workdir / "demo_heldout.jsonl.gz", n=config.held_out, seed=HELD_OUT_SEED)
+    held_out = workdir / "demo_heldout.jsonl.gz"
+    seen = {_pair_key(row) for row in rows}
+    with gzip.open(held_out, "wt", encoding="utf-8") as h:
+        # another seed repeats some template pairs: those are left out, so no evaluation pair was trained on
+        fresh = (row for row in demo_data.generate(3 * config.held_out, seed=HELD_OUT_SEED)
+                 if _pair_key(row) not in seen)
+        for row in itertools.islice(fresh, config.held_out):
+            h.write(json.dumps(row, sort_keys=True) + "\n")
     return gold, pool, held_out
+
+
+def _pair_key(row: dict[str, Any]) -> tuple[str, ...]:
+    """A generated pair whichever way its label points."""
+    return (json.dumps(row["prompt"]), *sorted(json.dumps(row[side]) for side in ("chosen", "rejected")))
 
 
 def demo_state(store: Store) -> str:
@@ -141,7 +153,8 @@ def run_demo(store: Store, workdir: Path, config: DemoConfig | None = None, *,
 
         estimate = plan(store, curate_config, probe=True)
         return {"judge calls": estimate["judge_calls"], "trainings": estimate["trainings"],
-                "estimated seconds": estimate["estimated_seconds"]}
+                "estimated seconds": estimate["estimated_seconds"], "seconds by work": estimate["seconds_by_work"],
+                "seconds per unit": estimate["costs"]}
 
     def curate() -> dict[str, Any]:
         from skyrm.curate import run_curation

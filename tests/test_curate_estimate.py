@@ -36,7 +36,9 @@ def test_costs_default_then_come_from_finished_runs(store):
     costs, sources = measured_costs(store, config)
     assert costs["judge_call"] == 2.5 and costs["score_pair"] == 0.05
     assert costs["feature_text"] == 0.02 and costs["head_pair"] == 0.01
-    assert costs["embed_pair"] == DEFAULT_COSTS["embed_pair"] and sources["judge_call"] == "judge runs"
+    assert sources["judge_call"] == "judge runs"
+    # no embed run yet: embedding one text a pair costs what the encoder's feature pass cost
+    assert costs["embed_pair"] == costs["feature_text"] and sources["embed_pair"] == "train runs (features)"
 
 
 def test_plan_is_costs_times_work(store):

@@ -54,13 +54,17 @@ def test_bundled_file_matches_generator_and_imports(store, tmp_path):
 
 
 def test_demo_files_hold_out_clean_gold_and_noisy_pool(tmp_path, store):
-    from skyrm.demo import GOLD_PAIRS, TOTAL_PAIRS, prepare_files
+    from skyrm.demo import DemoConfig, prepare_files
 
-    gold, pool = prepare_files(tmp_path)
+    config = DemoConfig()
+    gold, pool, held_out = prepare_files(tmp_path, config)
     import_file(store, gold, source="g", as_="gold")
     import_file(store, pool, source="p")
-    assert store.count_pairs("gold") == GOLD_PAIRS
-    assert store.count_pairs("unverified") == TOTAL_PAIRS - GOLD_PAIRS
+    assert store.count_pairs("gold") == config.gold
+    assert store.count_pairs("unverified") == config.pairs - config.gold
     assert not any(p.meta["flipped"] for _, p, _ in store.iter_pairs("gold"))
     flipped = sum(p.meta["flipped"] for _, p, _ in store.iter_pairs("unverified"))
-    assert 0.2 < flipped / (TOTAL_PAIRS - GOLD_PAIRS) < 0.3
+    assert 0.2 < flipped / (config.pairs - config.gold) < 0.3
+    # the held-out pairs come from another seed: none of them is a pool or gold pair
+    summary = import_file(store, held_out, source="h")
+    assert summary.pairs_new == config.held_out

@@ -56,8 +56,11 @@ def measured_costs(store: Store, config: CurateConfig) -> tuple[dict[str, float]
     take("train_pair", _latest([m["seconds"] / m["train_pairs"] for m in train
                                 if m.get("train_pairs") and m.get("seconds") and "head_seconds" not in m]),
          "train runs")
-    if sources["score_pair"].startswith("default") and not sources["feature_text"].startswith("default"):
-        costs["score_pair"], sources["score_pair"] = 2 * costs["feature_text"], "train runs (features)"
+    if not sources["feature_text"].startswith("default"):  # the same kind of encoder pass, measured here
+        if sources["score_pair"].startswith("default"):
+            costs["score_pair"], sources["score_pair"] = 2 * costs["feature_text"], "train runs (features)"
+        if sources["embed_pair"].startswith("default"):  # one text a pair
+            costs["embed_pair"], sources["embed_pair"] = costs["feature_text"], "train runs (features)"
     return costs, sources
 
 

@@ -313,9 +313,10 @@ def head_rewards(store: "Store | None", model: RewardModel, keys: Sequence[str])
     weights, no autocast (a head trained on a CPU under ``--precision auto``; one trained under
     bf16 scores the plain way). Items not found are left to ``RewardModel.rewards``.
     """
-    info = model.meta.get("model") or {}
+    meta = getattr(model, "meta", None) or {}  # a model built in code, not loaded from a run, has none
+    info = meta.get("model") or {}
     if store is None or not info.get("feature_key") or info.get("feature_amp") != "None" \
-            or model.meta.get("rendering") != model.renderer.describe():
+            or meta.get("rendering") != model.renderer.describe():
         return {}
     import numpy as np
     import torch

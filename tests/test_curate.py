@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from skyrm.curate.rules import human_reason, judge_accuracy, stage2_decision
+from skyrm.curate.rules import human_reason, judge_accuracy, judge_votes, stage2_decision
 from skyrm.records import Label
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +52,14 @@ def test_judge_accuracy_is_over_decided_pairs_and_counts_abstentions_apart():
     # a position-biased judge that is contested everywhere has no accuracy (and does not vote), not 0.0
     assert judge_accuracy(dict.fromkeys(truth, "tie"), truth) == (None, 0, 4)
     assert judge_accuracy({}, truth) == (None, 0, 0)
+
+
+def test_a_judge_votes_only_on_enough_decided_gold_pairs():
+    # SmolLM2 in the curation benchmark: 1 of 1 decided right, 4 of 5 abstained: not a 100% judge
+    assert not judge_votes(1.0, 1, 5, 0.6)
+    assert judge_votes(0.8, 5, 10, 0.6) and not judge_votes(0.5, 10, 10, 0.6)
+    assert judge_votes(1.0, 3, 3, 0.6)  # a check on fewer pairs than MIN_DECIDED needs all of them decided
+    assert not judge_votes(None, 0, 10, 0.0)
 
 
 # ------------------------------------------------------------ end to end

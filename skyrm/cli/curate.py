@@ -38,7 +38,8 @@ def curate(
         help="A judge whose accuracy on gold pairs is below this does not vote.")] = 0.6,
     judge_check_pairs: Annotated[int, typer.Option(help="Gold pairs each judge is measured on.")] = 40,
     folds: Annotated[int, typer.Option(
-        help="Stage 2: cross-fit the pool RM over K folds (1: the RM scores the pairs it trained on).")] = 3,
+        help="Stage 2: cross-fit the pool RM over K folds (1, the default: the RM scores the pairs it trained "
+             "on; measured as good or better with the head RM; try 3 with lora/full, which can memorise).")] = 1,
     recycle: Annotated[str, typer.Option(help="Stage 2: drop discarded pairs, or flip them (recorded).")] = "drop",
     workdir: Annotated[str, typer.Option(help="Where reward-model checkpoints and id files go.")] = "curate",
     seed: Annotated[int, typer.Option(help="Seed for training, sampling and folds.")] = 0,

@@ -4,6 +4,7 @@
   when the gold RM agrees with it **and** either the judges or the best RM do;
   otherwise discard it, or, with ``recycle="flip"``, keep it flipped (step 3).
 - ``human_reason``: why a judged pair needs a human (Stage 1 step 3), or None.
+- ``judge_votes``: whether a judge's measured accuracy lets it vote.
 - ``judge_accuracy``: a judge's verdicts on gold pairs against the human labels, over the pairs
   it decided (contested pairs and ties are abstentions, counted apart).
 Deliberately not here: reading or writing the store.
@@ -65,3 +66,12 @@ def judge_accuracy(verdicts: Mapping[str, str], truth: Mapping[str, str]) -> tup
         return None, 0, abstained
     right = sum(1 for pid in decided if verdicts[pid] == truth[pid])
     return right / len(decided), len(decided), abstained
+
+
+MIN_DECIDED = 5  # gold pairs a judge must decide before its accuracy counts (1 of 1 right is not 100%)
+
+
+def judge_votes(accuracy: float | None, decided: int, checked: int, threshold: float) -> bool:
+    """Whether a judge votes: it decided at least ``MIN_DECIDED`` of the checked gold pairs (all of
+    them when fewer were checked) and its accuracy on those reaches ``threshold``."""
+    return accuracy is not None and decided >= min(MIN_DECIDED, checked) and accuracy >= threshold

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from skyrm.curate.config import CurateConfig
-from skyrm.curate.rules import judge_accuracy
+from skyrm.curate.rules import judge_accuracy, judge_votes
 from skyrm.records import content_hash
 from skyrm.runs import Progress, StepLog
 from skyrm.store import Store
@@ -100,7 +100,7 @@ def check_judges(store: Store, config: CurateConfig, progress: Progress | None) 
         labels = store.latest_labels(sample, "llm")
         verdicts = {pid: label.verdict for pid, label in labels.items() if label.producer == summary.producers[0]}
         accuracy, n, abstained = judge_accuracy(verdicts, {pid: gold[pid] for pid in sample})
-        votes = accuracy is not None and accuracy >= config.min_judge_gold_acc
+        votes = judge_votes(accuracy, n, len(sample), config.min_judge_gold_acc)
         results["judges"][spec] = {"accuracy": accuracy, "n": n, "abstained": abstained, "votes": votes}
         results["model_calls"] += summary.model_calls
         if votes:

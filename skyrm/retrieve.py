@@ -24,7 +24,9 @@ surer it is right). Neighbours are by cosine similarity of the embeddings that
   in the ``retrievals`` table. A pool pair found by two gold pairs is one target and two
   links. ``skyrm judge --pool retrieved[:ROUND]`` labels the targets not yet labelled.
 
-Deliberately not here: computing embeddings (embed.py), labelling (judges).
+Deliberately not here: computing embeddings (embed.py), labelling (labelling/).
+Why it is longer than 400 lines: the adaptive rule, the exact search streamed from the store
+and the flow that records links share the pool's block layout; apart, each would re-read it.
 """
 
 from __future__ import annotations

@@ -25,6 +25,8 @@ Scoring uses the same idea for any number of responses to one history:
 runs each history once into a KV cache and continues every response from it.
 
 Deliberately not here: models, losses, the store.
+Why it is longer than 400 lines: rendering, truncation and the packed layouts decide the same
+token ids for training and scoring; kept together, the two cannot disagree.
 """
 
 from __future__ import annotations

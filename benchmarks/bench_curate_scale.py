@@ -41,7 +41,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT / "tests"))  # fake_judge
 
 WORDS = ("apple river stone cloud market engine garden silver paper window candle forest bridge planet "
          "signal number letter column matrix kernel vector random system memory record value simple "
@@ -119,48 +120,11 @@ def tiny_base(path: Path) -> str:
 
 
 # ---------------------------------------------------------------- judge
-class BenchJudge:
-    """A judge with no model: prefers the candidate that says 'good' (the synthetic data marks it)."""
-
-    backend = "bench"
-    supports_grammar = False
-    context_length = None
-
-    def __init__(self, target: str, **options: Any):
-        self.model = f"bench-{target}"
-        self.fingerprint = f"bench:{target}"
-
-    def render(self, prompt: Any) -> str:
-        return "\n".join(m["content"] for m in prompt.messages) + prompt.prefill
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def _p_first(self, prompt: Any) -> float:
-        import re
-
-        blocks = re.findall(r"<candidate_(\d)>\n(.*?)\n</candidate_\1>", prompt.messages[-1]["content"], re.S)
-        first, second = blocks[-2][1], blocks[-1][1]
-        return 0.9 if "good" in first and "good" not in second else 0.1 if "good" in second else 0.5
-
-    def choice_logprobs(self, prompts: Sequence[Any], choices: Sequence[str]) -> list[dict[str, float]]:
-        import math
-
-        return [{choices[0]: math.log(p), choices[1]: math.log(1 - p)} for p in map(self._p_first, prompts)]
-
-    def generate(self, prompts: Sequence[Any], **kwargs: Any) -> list[Any]:
-        from skyrm.judges.base import Generation
-
-        return [Generation("1" if self._p_first(p) > 0.5 else "2", "stop") for p in prompts]
-
-    def close(self) -> None:
-        pass
-
-
 def register_judge() -> None:
     from skyrm.judges import register_backend
 
-    register_backend("bench", "bench_curate_scale:BenchJudge")
+    # the tests' model-free judge: it prefers the candidate that says 'good' (the synthetic data marks it)
+    register_backend("bench", "fake_judge:FakeJudge")
 
 
 # --------------------------------------------------------------- memory

@@ -170,20 +170,21 @@ def run_demo(store: Store, workdir: Path, config: DemoConfig | None = None, *,
         return {"curated pairs exported": export_pairs(store, out, pool="curated", shape="trl"), "file": str(out)}
 
     step("import", import_)
+    flipped = flipped_ids(store)
     step("attributes", attributes)
     before_dir, after_dir = workdir / "rm-before", workdir / "rm-after"
-    step("rm-before", lambda: train_and_evaluate(store, POOL_SOURCE, before_dir, held_out, progress),
+    step("rm-before", lambda: train_and_evaluate(store, POOL_SOURCE, before_dir, held_out, flipped, progress),
          still_valid=(before_dir / "best").is_dir)
     step("plan", estimate)
     step("curate", curate)
-    step("rm-after", lambda: train_and_evaluate(store, "curated", after_dir, held_out, progress),
+    step("rm-after", lambda: train_and_evaluate(store, "curated", after_dir, held_out, flipped, progress),
          still_valid=(after_dir / "best").is_dir)
     step("export", export, still_valid=(workdir / "demo_curated_trl.jsonl").exists)
-    report["summary"] = summarise(store, report)
+    report["summary"] = summarise(store, report, flipped)
     return report
 
 
-def train_and_evaluate(store: Store, pool: str, out: Path, held_out: Path,
+def train_and_evaluate(store: Store, pool: str, out: Path, held_out: Path, flipped: set[str],
                        progress: Progress | None) -> dict[str, Any]:
     """The same reward-model recipe on ``pool`` (head on frozen MiniLM, checkpoint chosen on gold),
     then its accuracy on the held-out pairs. The same recipe before and after curation, so the
@@ -196,8 +197,7 @@ def train_and_evaluate(store: Store, pool: str, out: Path, held_out: Path,
         shutil.rmtree(out)
     config = TrainConfig(base="minilm", method="head", pool=pool, eval_pool="gold", out=str(out), max_length=256)
     trained = train_reward_model(store, config, progress=progress)
-    flipped = flipped_ids(store)
-    in_training = len(flipped & set(store.pair_ids(pool))) if pool == "curated" else len(flipped)
+    in_training = len(flipped & set(store.pair_ids(pool)))
     evaluated = run_eval(store, EvalConfig(model=str(out / "best"), benches=(("pairs", str(held_out)),),
                                            batch_size=32), progress=progress)
     return {"trained on": pool, "train pairs": trained["train_pairs"], "flipped labels among them": in_training,
@@ -210,9 +210,8 @@ def flipped_ids(store: Store) -> set[str]:
     return {pid for pid, pair, _ in store.iter_pairs(POOL_SOURCE, oriented=False) if pair.meta.get("flipped")}
 
 
-def summarise(store: Store, report: dict[str, Any]) -> dict[str, Any]:
+def summarise(store: Store, report: dict[str, Any], flipped: set[str]) -> dict[str, Any]:
     """Before/after in the terms a newcomer asks about: how much noise went out, what accuracy came back."""
-    flipped = flipped_ids(store)
     discarded = set(store.pair_ids("discarded"))
     caught = len(flipped & discarded)
     before, after = report["rm-before"], report["rm-after"]

@@ -11,7 +11,7 @@ import pytest
 from skyrm.errors import ConfigError, InputError, JudgeError
 from skyrm.judges import parse_spec
 from skyrm.labelling.examples import ExampleSelector, select_examples
-from skyrm.labelling.label import dedup_key, resolve_targets
+from skyrm.labelling.label import JudgeConfig, _pending_targets, dedup_key, label_pairs, resolve_targets
 from skyrm.judges.llamacpp import common_prefix_len, split_choice_tokens
 from skyrm.labelling.parsing import ParseError, parse_attributes, parse_choice
 from skyrm.labelling.prompts import (Shot, attributes_prompt, clip, load_template, neutralise,
@@ -257,6 +257,32 @@ def test_resolve_targets(store, tmp_path):
     assert resolve_targets(store, str(file), limit=1) == [ids[2]]
     with pytest.raises(InputError, match="1 pair id\\(s\\) not in the store"):
         resolve_targets(store, ids[0] + ",0" * 1 + "f" * 31)
+
+
+def test_pending_targets_skips_labelled_pairs_block_by_block(store):
+    pairs = [_pair(f"q{i}", "a", "b") for i in range(7)]
+    store.add_pairs(pairs)
+    ids = sorted(p.id for p in pairs)
+    key = lambda pid: f"k-{pid}"  # noqa: E731
+    labelled = (0, 3, 4)
+    store.add_labels([Label(ids[i], "llm", "j", "chosen") for i in labelled],
+                     dedup_keys=[key(ids[i]) for i in labelled])
+    assert _pending_targets(store, ids, key, None, block=2) == ([ids[1], ids[2], ids[5], ids[6]], 3)
+    # The limit counts pending pairs only; every labelled pair is still counted as done.
+    assert _pending_targets(store, ids, key, 3, block=2) == ([ids[1], ids[2], ids[5]], 3)
+    assert _pending_targets(store, ids, key, 1, block=3) == ([ids[1]], 3)
+
+
+def test_repeated_limited_judge_runs_make_progress(store):
+    from fake_judge import FakeJudge
+
+    pairs = [_pair(f"q{i}", "a good answer", "b") for i in range(7)]
+    store.add_pairs(pairs)
+    config = JudgeConfig(judges=("fake:x",), pool="all", shots=0, limit=3)
+    seen = [(s.already_done, s.labelled) for s in (label_pairs(store, config, judges=[FakeJudge("x")])
+                                                    for _ in range(4))]
+    assert seen == [(0, 3), (3, 3), (6, 1), (7, 0)]
+    assert sum(len(store.labels_for(p.id, "llm")) for p in pairs) == 7
 
 
 def test_select_examples_prefers_category_then_source(store):

@@ -17,7 +17,7 @@ wording, vote maths (see backends, prompts.py, votes.py).
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -146,6 +146,25 @@ def vote_seed(seed: int, pair_id: str, index: int) -> int:
     return int(content_hash([seed, pair_id, index], length=8), 16) & 0x7FFFFFFF
 
 
+def _pending_targets(store: Store, target_ids: list[str], key_of: Callable[[str], str], limit: int | None,
+                     block: int = 5000) -> tuple[list[str], int]:
+    """The targets without a final label (at most ``limit``), and how many have one.
+
+    Keys are made and looked up a block at a time, so a limited run on a large pool holds
+    ``limit`` pending ids, not a key for every target.
+    """
+    pending: list[str] = []
+    done_count = 0
+    for start in range(0, len(target_ids), block):
+        ids = target_ids[start:start + block]
+        keys = [key_of(pid) for pid in ids]
+        done = store.has_label_keys(keys)
+        done_count += sum(key in done for key in keys)
+        if limit is None or len(pending) < limit:
+            pending.extend(pid for pid, key in zip(ids, keys) if key not in done)
+    return (pending if limit is None else pending[:limit]), done_count
+
+
 # ------------------------------------------------------------ one judge
 @dataclass
 class _Target:
@@ -267,12 +286,9 @@ def label_pairs(store: Store, config: JudgeConfig, *, judges: Sequence[Judge] | 
     params = config.label_params()
     merged_producer = "merge:" + "+".join(producers) if len(runners) > 1 else None
     final_producer = merged_producer or producers[0]
-    final_keys = {pid: dedup_key(pid, final_producer, prompt_version, params, config.round) for pid in target_ids}
-    done = store.has_label_keys(final_keys.values())
-    pending = [pid for pid in target_ids if final_keys[pid] not in done]
-    summary.already_done = len(target_ids) - len(pending)
-    if config.limit is not None:
-        pending = pending[:config.limit]
+    pending, summary.already_done = _pending_targets(
+        store, target_ids, lambda pid: dedup_key(pid, final_producer, prompt_version, params, config.round),
+        config.limit)
     summary.targets = summary.already_done + len(pending)
 
     run_config = {**asdict(config), "prompt_version": prompt_version, "producers": producers,

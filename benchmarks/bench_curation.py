@@ -196,6 +196,43 @@ def detection(discarded: set[str], flipped: set[str]) -> dict[str, Any]:
             "precision": precision, "recall": recall, "f1": f1}
 
 
+def rule_variants(rules: dict[str, Any], flipped: set[str], margin: float = 0.1) -> dict[str, dict[str, Any]]:
+    """Flip detection under other keep rules, recomputed from the inputs each Stage 2 decision stored
+    (p_gold, p_best, the judges' verdict): what a change of rule would do, without another run.
+
+    The first row recomputes the rule as run (``rules.stage2_decision``) and must match the real
+    decisions; the others are candidates: a gold-RM veto only when it is confident (within
+    ``margin`` of 0.5 it defers to the best RM and the judges), discarding only when both RMs
+    disagree, and each RM alone.
+    """
+    from skyrm.curate.rules import stage2_decision
+
+    def agrees(p: float | None) -> bool | None:
+        return None if p is None else p > 0.5
+
+    def judges(d: dict[str, Any]) -> bool | None:
+        return None if d.get("judges") not in ("chosen", "rejected") else d["judges"] == "chosen"
+
+    def confident_gold(d: dict[str, Any]) -> bool:
+        p_gold = d["p_gold"]
+        if p_gold is None or p_gold <= 0.5 - margin:
+            return False
+        if p_gold > 0.5 + margin:
+            return agrees(d["p_best"]) is True or judges(d) is True
+        return agrees(d["p_best"]) is True and judges(d) is not False
+
+    keeps = {
+        "as run: gold RM and (judges or best RM) agree": lambda d: stage2_decision(
+            agrees(d["p_gold"]), judges(d), agrees(d["p_best"]))[0] == "chosen",
+        f"gold RM vetoes only beyond 0.5 ± {margin}": confident_gold,
+        "discard only when both RMs disagree": lambda d: agrees(d["p_gold"]) is True or agrees(d["p_best"]) is True,
+        "best RM alone": lambda d: agrees(d["p_best"]) is True,
+        "gold RM alone": lambda d: agrees(d["p_gold"]) is True,
+    }
+    return {name: detection({pid for pid, label in rules.items() if not keep(label.detail)}, flipped)
+            for name, keep in keeps.items()}
+
+
 def judge_summary(spec: str, info: dict[str, Any]) -> str:
     acc = info.get("accuracy")
     decided, abstained = info.get("n", 0), info.get("abstained", 0)
@@ -318,6 +355,10 @@ def main() -> None:
         kept = {pid for pid, label in rules.items() if label.verdict == "chosen"}
         discarded = {pid for pid, label in rules.items() if label.verdict != "chosen"}
         det = detection(discarded, flipped_ids)
+        variants_of_rule = rule_variants(rules, flipped_ids)
+        as_run = next(iter(variants_of_rule.values()))
+        assert as_run["discarded"] == det["discarded"] and as_run["true_positives"] == det["true_positives"], \
+            "the recomputed keep rule does not match Stage 2's decisions"
         log(f"folds {folds}: stage 2 {stage2_seconds:.0f}s, kept {len(kept)}, discarded {len(discarded)}, "
             f"P {det['precision']} R {det['recall']} F1 {det['f1']:.3f}")
         rms[f"b{folds}"] = train(s, args, f"folds {folds} (b) curated",
@@ -326,7 +367,8 @@ def main() -> None:
         rms[f"c{folds}"] = train(s, args, f"folds {folds} (c) curated + recycled", "curated",
                                  work / f"rm-c-folds{folds}", steps)
         s.close()
-        variants[folds] = {"detection": det, "stage2_seconds": round(stage2_seconds, 1),
+        variants[folds] = {"detection": det, "rule_variants": variants_of_rule,
+                           "stage2_seconds": round(stage2_seconds, 1),
                            "stage2": {k: report.get(k) for k in ("pairs", "folds", "best_rm_gold_accuracy",
                                                                  "gold_rm_held_out_accuracy", "disagreed",
                                                                  "judged", "kept", "discarded", "flipped",
@@ -365,6 +407,14 @@ def main() -> None:
                       pct(acc_d), f"{gain:+.1f}" + ("" if gain >= 3 else " ✗"), f"{gap:+.1f}" + ("" if gap <= 1 else " ✗"),
                       f"{v['stage2_seconds']:.0f}")
     console.print(table)
+    rule_table = Table("folds", "keep rule", "discarded", "precision", "recall", "F1",
+                       title="the same decisions under other keep rules (recomputed from the stored p_gold, "
+                             "p_best and judge verdicts)")
+    for folds, v in variants.items():
+        for name, det in v["rule_variants"].items():
+            rule_table.add_row(str(folds), name, str(det["discarded"]), pct(det["precision"]), pct(det["recall"]),
+                               f"{det['f1']:.3f}")
+    console.print(rule_table)
     judge_line = ", ".join(judge_summary(spec, info) for spec, info in check.items())
     console.print(f"judge check on gold ({args.judge_check_pairs} pairs, {args.shots} shots; kept small so the "
                   f"offline judge is measured without dominating the time): {judge_line}", highlight=False)

@@ -11,7 +11,8 @@ import pytest
 from skyrm.errors import ConfigError, InputError, JudgeError
 from skyrm.judges import parse_spec
 from skyrm.labelling.examples import ExampleSelector, select_examples
-from skyrm.labelling.label import JudgeConfig, _pending_targets, dedup_key, label_pairs, resolve_targets
+from skyrm.labelling.label import (JudgeConfig, _pending_targets, dedup_key, label_pairs, resolve_targets,
+                                   target_blocks)
 from skyrm.judges.llamacpp import common_prefix_len, split_choice_tokens
 from skyrm.labelling.parsing import ParseError, parse_attributes, parse_choice
 from skyrm.labelling.prompts import (Shot, attributes_prompt, clip, load_template, neutralise,
@@ -267,10 +268,15 @@ def test_pending_targets_skips_labelled_pairs_block_by_block(store):
     labelled = (0, 3, 4)
     store.add_labels([Label(ids[i], "llm", "j", "chosen") for i in labelled],
                      dedup_keys=[key(ids[i]) for i in labelled])
-    assert _pending_targets(store, ids, key, None, block=2) == ([ids[1], ids[2], ids[5], ids[6]], 3)
+    assert [len(b) for b in target_blocks(store, "all", block=3)] == [3, 3, 1]
+    assert [i for b in target_blocks(store, "all", block=3) for i in b] == resolve_targets(store, "all") == ids
+    assert _pending_targets(store, target_blocks(store, "all", block=2), key, None) == (
+        [ids[1], ids[2], ids[5], ids[6]], 3)
     # The limit counts pending pairs only; every labelled pair is still counted as done.
-    assert _pending_targets(store, ids, key, 3, block=2) == ([ids[1], ids[2], ids[5]], 3)
-    assert _pending_targets(store, ids, key, 1, block=3) == ([ids[1]], 3)
+    assert _pending_targets(store, target_blocks(store, "all", block=2), key, 3) == ([ids[1], ids[2], ids[5]], 3)
+    assert _pending_targets(store, target_blocks(store, ",".join(ids), block=3), key, 1) == ([ids[1]], 3)
+    with pytest.raises(InputError, match="no-such-source"):
+        target_blocks(store, "no-such-source")  # at the call, before any model is loaded
 
 
 def test_repeated_limited_judge_runs_make_progress(store):

@@ -17,7 +17,7 @@ wording, vote maths (see backends, prompts.py, votes.py).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -119,22 +119,38 @@ def resolve_targets(store: Store, pool: str, limit: int | None = None) -> list[s
 
     ``retrieved`` / ``retrieved:ROUND``: the pairs ``skyrm retrieve`` selected that have no LLM label yet.
     """
+    ids = _listed_targets(store, pool)
+    if ids is None:
+        ids = store.pair_ids(pool)
+    return ids[:limit] if limit is not None else ids
+
+
+def target_blocks(store: Store, pool: str, block: int = 5000) -> Iterator[list[str]]:
+    """``resolve_targets`` a block at a time: a pool or source name streams from the store, so
+    a run over a large pool never lists all of it. A bad selection raises here, at the call."""
+    ids = _listed_targets(store, pool)
+    if ids is None:
+        return store.iter_pair_id_blocks(pool, batch=block)
+    return (ids[start:start + block] for start in range(0, len(ids), block))
+
+
+def _listed_targets(store: Store, pool: str) -> list[str] | None:
+    """The targets of the selections that name their pairs (retrieved pairs, ids, a file of ids);
+    None for a pool or source name."""
     from skyrm.retrieve import retrieved_targets
 
     retrieved = retrieved_targets(store, pool, "llm")
     if retrieved is not None:
-        return retrieved[:limit] if limit is not None else retrieved
+        return retrieved
     choice = parse_selection(pool)
     if choice.kind != "ids":
-        ids = store.pair_ids(pool)
-        return ids[:limit] if limit is not None else ids
+        return None
     ids = list(choice.ids)
     found = store.get_pairs(ids)
     unknown = [i for i in ids if i not in found]
     if unknown:
         raise InputError(f"{len(unknown)} pair id(s) not in the store, e.g. {unknown[0]}: check --pool")
-    ids = list(dict.fromkeys(ids))
-    return ids[:limit] if limit is not None else ids
+    return list(dict.fromkeys(ids))
 
 
 def dedup_key(pair_id: str, producer: str, prompt_version: str, params: dict[str, Any], round_: int) -> str:
@@ -146,17 +162,16 @@ def vote_seed(seed: int, pair_id: str, index: int) -> int:
     return int(content_hash([seed, pair_id, index], length=8), 16) & 0x7FFFFFFF
 
 
-def _pending_targets(store: Store, target_ids: list[str], key_of: Callable[[str], str], limit: int | None,
-                     block: int = 5000) -> tuple[list[str], int]:
+def _pending_targets(store: Store, blocks: Iterable[list[str]], key_of: Callable[[str], str],
+                     limit: int | None) -> tuple[list[str], int]:
     """The targets without a final label (at most ``limit``), and how many have one.
 
-    Keys are made and looked up a block at a time, so a limited run on a large pool holds
-    ``limit`` pending ids, not a key for every target.
+    Targets come a block at a time and their keys are looked up per block, so a limited
+    run on a large pool holds ``limit`` pending ids, not the pool's ids and keys.
     """
     pending: list[str] = []
     done_count = 0
-    for start in range(0, len(target_ids), block):
-        ids = target_ids[start:start + block]
+    for ids in blocks:
         keys = [key_of(pid) for pid in ids]
         done = store.has_label_keys(keys)
         done_count += sum(key in done for key in keys)
@@ -273,8 +288,7 @@ def label_pairs(store: Store, config: JudgeConfig, *, judges: Sequence[Judge] | 
     template = load_template(config.template)
     prompt_version = template.prompt_version
     summary = JudgeSummary()
-    # --limit counts pairs still to label, so repeating a limited run makes progress
-    target_ids = resolve_targets(store, config.pool, None)
+    targets = target_blocks(store, config.pool)  # a bad --pool fails before a model loads
     owned = judges is None
     loaded = list(judges) if judges is not None else [load_judge(spec) for spec in config.judges]
     runners = [_JudgeRunner(store, judge, config, prompt_version) for judge in loaded]
@@ -286,9 +300,12 @@ def label_pairs(store: Store, config: JudgeConfig, *, judges: Sequence[Judge] | 
     params = config.label_params()
     merged_producer = "merge:" + "+".join(producers) if len(runners) > 1 else None
     final_producer = merged_producer or producers[0]
-    pending, summary.already_done = _pending_targets(
-        store, target_ids, lambda pid: dedup_key(pid, final_producer, prompt_version, params, config.round),
-        config.limit)
+
+    def final_key(pid: str) -> str:
+        return dedup_key(pid, final_producer, prompt_version, params, config.round)
+
+    # --limit counts pairs still to label, so repeating a limited run makes progress
+    pending, summary.already_done = _pending_targets(store, targets, final_key, config.limit)
     summary.targets = summary.already_done + len(pending)
 
     run_config = {**asdict(config), "prompt_version": prompt_version, "producers": producers,

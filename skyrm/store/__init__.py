@@ -245,22 +245,36 @@ class Store:
         given separately because a flipped pair hashes differently.
         Streams in id order with keyset pagination: constant memory.
         """
-        where, params = self._pool_where(pool, source, split)
-        last = ""
         yielded = 0
-        while True:
-            cond = (" AND " if where else " WHERE ") + "p.id > ?"
-            rows = self._query(
-                f"SELECT {_PAIR_COLUMNS}, s.verdict FROM pairs p JOIN pair_status s ON s.pair_id = p.id"
-                f"{where}{cond} ORDER BY p.id LIMIT ?", [*params, last, batch])
-            if not rows:
-                return
+        for rows in self._pages(f"{_PAIR_COLUMNS}, s.verdict", pool, source, split, batch):
             for row in rows:
                 verdict = row[7]
                 yield row[0], _row_pair(row, verdict if oriented else None), verdict
                 yielded += 1
                 if limit is not None and yielded >= limit:
                     return
+
+    def iter_pair_id_blocks(self, pool: str | None = None, *, batch: int = 5000) -> Iterator[list[str]]:
+        """The ids of a pool in id order (as ``pair_ids``), a block at a time: constant memory.
+        An unknown pool or source raises here, not at the first block."""
+        pages = self._pages("p.id", pool, None, None, batch)
+        return ([row[0] for row in rows] for rows in pages)
+
+    def _pages(self, columns: str, pool: str | None, source: str | None, split: str | None,
+               batch: int) -> Iterator[list[tuple]]:
+        """Rows of a pool in id order, ``batch`` at a time (keyset pagination); the first column is the id."""
+        where, params = self._pool_where(pool, source, split)  # checked now, before the first page is asked for
+        return self._keyset_pages(columns, where, params, batch)
+
+    def _keyset_pages(self, columns: str, where: str, params: list, batch: int) -> Iterator[list[tuple]]:
+        cond = (" AND " if where else " WHERE ") + "p.id > ?"
+        last = ""
+        while True:
+            rows = self._query(f"SELECT {columns} FROM pairs p JOIN pair_status s ON s.pair_id = p.id"
+                               f"{where}{cond} ORDER BY p.id LIMIT ?", [*params, last, batch])
+            if not rows:
+                return
+            yield rows
             last = rows[-1][0]
 
     def pair_ids(self, pool: str | None = None, *, source: str | None = None,

@@ -374,8 +374,11 @@ def main() -> None:
                                                                  "judged", "kept", "discarded", "flipped",
                                                                  "reasons", "seconds")}}
 
-    # ---- (d): the clean pool, in the first store (curation is done with it), then every RM on the test split
-    store = Store(base_db)
+    # ---- (d): the clean pool, then every RM on the test split, in a copy of the curation store: the clean
+    # and test pairs must never enter the curation store, which a rerun with the same --workdir continues
+    reference_db = work / "reference.db"
+    copy_store(base_db, reference_db)
+    store = Store(reference_db)
     import_file(store, paths["clean-flipped"], source="clean-flipped")
     import_file(store, paths["test"], source="test")
     kept_ids = pool_ids - flipped_ids

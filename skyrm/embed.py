@@ -40,7 +40,7 @@ from typing import Any
 
 from skyrm.errors import ConfigError, ModelError
 from skyrm.shipped_models import canonical_name, minilm_dir
-from skyrm.records import Attributes, Pair, content_hash
+from skyrm.records import Attributes, Pair
 from skyrm.runs import Meter, Progress, tracked_run
 from skyrm.text import render_plain
 
@@ -115,7 +115,7 @@ def _encoder_dir(name: str) -> Path:
 
 def encoder_spec(name: str = DEFAULT_MODEL) -> EncoderSpec:
     """Resolve an encoder name and fingerprint its files and settings (no torch)."""
-    from skyrm.rm.checkpoint import file_digest
+    from skyrm.rm.checkpoint import fingerprint
 
     root = _encoder_dir(name)
     # A sentence-transformers directory names its modules; older ones keep the transformer in
@@ -141,8 +141,7 @@ def encoder_spec(name: str = DEFAULT_MODEL) -> EncoderSpec:
     lowercase = bool(st_cfg.get("do_lower_case", False))
     files = sorted({f for base in {root, directory} for pattern in _FILES for f in base.glob(pattern) if f.is_file()})
     settings = {"pooling": pooling, "max_length": max_length, "lowercase": lowercase, "normalize": True}
-    fingerprint = content_hash({"files": sorted(file_digest(f) for f in files), "settings": settings}, 24)
-    return EncoderSpec(name, str(directory), pooling, max_length, lowercase, fingerprint)
+    return EncoderSpec(name, str(directory), pooling, max_length, lowercase, fingerprint(files, settings))
 
 
 class Encoder:
